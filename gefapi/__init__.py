@@ -1,0 +1,96 @@
+"""gefapi: publish analysis scripts, run them in containers, collect what they report."""
+
+from collections.abc import Mapping
+
+from flask import Flask, request
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gefapi.config import Config, check_secrets
+
+
+def create_app(config: type | Mapping | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(Config)
+    if isinstance(config, Mapping):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    check_secrets(app.config)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        raise RuntimeError("DATABASE_URL is not set: point it at a PostgreSQL database")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+
+    _init_extensions(app)
+    _init_http(app)
+    _register_blueprints(app)
+    from gefapi.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    import os
+
+    from gefapi import models  # noqa: F401  (every table known to Alembic)
+    from gefapi.auth import register_jwt_callbacks
+    from gefapi.errors import register_error_handlers
+    from gefapi.extensions import Api, db, jwt, limiter, migrate
+    from gefapi.tasks import celery_init_app
+
+    db.init_app(app)
+    migrations = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+    migrate.init_app(app, db, directory=migrations, compare_type=True)
+    jwt.init_app(app)
+    register_jwt_callbacks(app)
+    limiter.init_app(app)
+    app.extensions["smorest_api"] = Api(app)
+    register_error_handlers(app)
+    celery_init_app(app)
+    if app.config["CORS_ORIGINS"]:
+        CORS(app, origins=app.config["CORS_ORIGINS"])
+
+
+def _init_http(app: Flask) -> None:
+    from gefapi.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
+    from gefapi.middleware import BODY_ERROR_KEY, GzipRequestMiddleware
+    from gefapi.routes import MULTIPART_ENDPOINTS
+
+    app.wsgi_app = GzipRequestMiddleware(
+        app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app.config["MAX_DECOMPRESSED_REQUEST_SIZE"]
+    )
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+    @app.before_request
+    def check_body():
+        error = request.environ.get(BODY_ERROR_KEY)
+        if error == "too_large":
+            raise PayloadTooLarge("Decompressed request body too large")
+        if error == "bad_encoding":
+            raise ValidationError("Request body is not valid gzip")
+        if not request.content_length or request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if request.endpoint in MULTIPART_ENDPOINTS:
+            if request.mimetype != "multipart/form-data":
+                raise UnsupportedMediaType("Send the archive as multipart/form-data")
+        elif not request.is_json:
+            raise UnsupportedMediaType("Send JSON with Content-Type: application/json")
+        elif request.content_length > app.config["MAX_JSON_BODY_SIZE"]:
+            raise PayloadTooLarge()
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+
+def _register_blueprints(app: Flask) -> None:
+    from gefapi.routes import auth, email, health, users
+
+    for module in (auth, users, email, health):
+        app.extensions["smorest_api"].register_blueprint(module.blp)

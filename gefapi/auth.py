@@ -1,0 +1,118 @@
+"""Who is calling: JWT callbacks, the login-required decorator and role checks."""
+
+import functools
+import time
+import uuid
+from datetime import UTC
+
+from flask import Flask, request
+from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+
+from gefapi.errors import AuthenticationFailed, PermissionDenied, error_response
+from gefapi.extensions import db, jwt
+from gefapi.models import RevokedAccessToken, Role, User
+from gefapi.services import client_service
+
+EXECUTION_SCOPE = "execution"
+
+
+def _unauthorized(detail: str, error_code: str):
+    return error_response(401, detail, error_code)
+
+
+def register_jwt_callbacks(app: Flask) -> None:
+    @jwt.user_identity_loader
+    def _identity(user):
+        return str(user.id) if isinstance(user, User) else str(user)
+
+    @jwt.user_lookup_loader
+    def _load_user(_header, claims):
+        try:
+            user_id = uuid.UUID(claims["sub"])
+        except (KeyError, ValueError):
+            return None
+        user = db.session.get(User, user_id)
+        if user is None or user.deleted:
+            return None
+        if user.tokens_valid_after and claims.get("auth_at", 0) <= user.tokens_valid_after.replace(
+            tzinfo=UTC
+        ).timestamp():
+            return None
+        return user
+
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header, claims):
+        return db.session.get(RevokedAccessToken, claims["jti"]) is not None
+
+    @jwt.additional_claims_loader
+    def _claims(_identity):
+        # Sub-second issue time, so revoking "everything issued before now" is exact.
+        return {"auth_at": time.time()}
+
+    jwt.expired_token_loader(lambda h, c: _unauthorized("Token has expired", "token_expired"))
+    jwt.invalid_token_loader(lambda reason: _unauthorized(f"Invalid token: {reason}", "invalid_token"))
+    jwt.unauthorized_loader(
+        lambda reason: _unauthorized("Authorization token required", "authorization_required")
+    )
+    jwt.revoked_token_loader(lambda h, c: _unauthorized("Token has been revoked", "token_revoked"))
+    jwt.user_lookup_error_loader(
+        lambda h, c: _unauthorized("Token has been revoked", "token_revoked")
+    )
+    jwt.needs_fresh_token_loader(
+        lambda h, c: _unauthorized(
+            "This change needs a recent login: log in again", "fresh_login_required"
+        )
+    )
+
+
+def login_required(fn=None, *, allow_execution_token=False, query_token=False):
+    """Require a valid access token. Execution-scoped tokens only where explicitly allowed."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            locations = ["headers", "query_string"] if query_token else ["headers"]
+            verify_jwt_in_request(locations=locations)
+            if get_jwt().get("scope") == EXECUTION_SCOPE:
+                if not allow_execution_token:
+                    raise AuthenticationFailed(
+                        "This token only gives access to its own execution",
+                        error_code="wrong_scope",
+                    )
+            else:
+                client_service.record(current_user, request.headers.get("X-TE-Client"))
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator(fn) if fn else decorator
+
+
+def optional_login(view):
+    """Identify the caller if a valid token is sent; anonymous otherwise."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request(optional=True)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def caller() -> User | None:
+    try:
+        return current_user._get_current_object()
+    except RuntimeError:
+        return None
+
+
+def require_role(user: User, role: Role) -> None:
+    if not user.has_role(role):
+        raise PermissionDenied()
+
+
+def token_is_fresh() -> bool:
+    fresh = get_jwt().get("fresh")
+    if isinstance(fresh, bool):
+        return fresh
+    return isinstance(fresh, int | float) and fresh > time.time()

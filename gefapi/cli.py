@@ -1,0 +1,37 @@
+"""`flask` commands for operators."""
+
+import click
+from flask import Flask, current_app
+
+from gefapi.extensions import db
+from gefapi.models import Role, User
+from gefapi.services import auth_service, passwords
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(create_admin)
+
+
+@click.command("create-admin")
+@click.option("--email", envvar="ADMIN_EMAIL", help="Defaults to ADMIN_EMAIL.")
+@click.option("--password", envvar="ADMIN_PASSWORD", help="Defaults to ADMIN_PASSWORD.")
+def create_admin(email: str | None, password: str | None) -> None:
+    """Create the first SUPERADMIN unless one exists; prints generated credentials once."""
+    if db.session.query(User.id).filter(User.role == Role.SUPERADMIN, ~User.deleted).first():
+        click.echo("An administrator already exists; nothing to do.")
+        return
+    email = (email or "admin@gefapi.local").lower()
+    generated = password is None
+    password = password or passwords.generate_password(20)
+    if auth_service.find_active_user_by_email(email):
+        raise click.ClickException(f"{email} already has an account")
+    admin = User(email=email, name="Administrator", role=Role.SUPERADMIN,
+                 password_hash=passwords.hash_password(password))  # fmt: skip
+    db.session.add(admin)
+    db.session.commit()
+    if generated:
+        click.echo(f"Created administrator {email} with password: {password}")
+        click.echo("This password is shown only once.")
+    else:
+        click.echo(f"Created administrator {email}")
+    current_app.logger.info("Created administrator %s", email)

@@ -1,0 +1,148 @@
+"""One configuration, read from the environment. docs/configuration.md lists every setting."""
+
+import os
+from datetime import timedelta
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_int(name: str, default: int) -> int:
+    return int(env_str(name, str(default)))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return env_str(name, "true" if default else "false").lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def psycopg2_url(url: str | None) -> str | None:
+    """SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3; we ship psycopg2."""
+    if url and url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+WEAK_SECRETS = {"", "secret", "changeme", "change-me", "dev", "development", "test"}
+
+
+class Config:
+    ENVIRONMENT = env_str("ENVIRONMENT", "development")
+    SECRET_KEY = env_str("SECRET_KEY", "dev-only-secret-key-change-me-in-production!")
+    JWT_SECRET_KEY = env_str("JWT_SECRET_KEY") or SECRET_KEY
+    JWT_ALGORITHM = env_str("JWT_ALGORITHM", "HS256")
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("ACCESS_TOKEN_SECONDS", 3600))
+    JWT_FRESH_SECONDS = env_int("JWT_FRESH_SECONDS", 15 * 60)
+    REFRESH_TOKEN_DAYS = env_int("REFRESH_TOKEN_DAYS", 30)
+    PASSWORD_RESET_HOURS = env_int("PASSWORD_RESET_HOURS", 1)
+    ACCOUNT_SETUP_HOURS = env_int("ACCOUNT_SETUP_HOURS", 48)
+    JWT_TOKEN_LOCATION = ["headers"]  # download endpoints also accept ?token=
+    JWT_QUERY_STRING_NAME = "token"
+    JWT_ERROR_MESSAGE_KEY = "detail"
+
+    SQLALCHEMY_DATABASE_URI = psycopg2_url(env_str("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = env_str("REDIS_URL")
+
+    PORT = env_int("PORT", 5000)
+    API_PUBLIC_URL = env_str("API_PUBLIC_URL") or f"http://127.0.0.1:{PORT}"
+    PASSWORD_RESET_URL = env_str(
+        "PASSWORD_RESET_URL", API_PUBLIC_URL + "/api/v1/user/reset-password?token={token}"
+    )
+    CORS_ORIGINS = env_list("CORS_ORIGINS")
+    TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+    # Request size limits.
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024)
+    MAX_DECOMPRESSED_REQUEST_SIZE = env_int("MAX_DECOMPRESSED_REQUEST_SIZE", 20 * 1024 * 1024)
+    MAX_JSON_BODY_SIZE = env_int("MAX_JSON_BODY_SIZE", 20 * 1024 * 1024)
+
+    # Lists.
+    MAX_UNPAGINATED_EXECUTIONS = env_int("MAX_UNPAGINATED_EXECUTIONS", 1000)
+
+    # Login throttling: the first lock lasts LOGIN_LOCK_MINUTES and doubles per further
+    # batch of failures, up to LOGIN_LOCK_MAX_MINUTES. Never permanent.
+    LOGIN_FAILURES_BEFORE_LOCK = env_int("LOGIN_FAILURES_BEFORE_LOCK", 10)
+    LOGIN_LOCK_MINUTES = env_int("LOGIN_LOCK_MINUTES", 1)
+    LOGIN_LOCK_MAX_MINUTES = env_int("LOGIN_LOCK_MAX_MINUTES", 30)
+    # The account that legacy environment images log in with; never throttled.
+    API_ENVIRONMENT_USER = env_str("API_ENVIRONMENT_USER")
+
+    # Rate limits (Flask-Limiter syntax, ";" separates several).
+    RATELIMIT_ENABLED = env_bool("RATE_LIMITING_ENABLED", True)
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True  # Redis down: fall back to in-memory counting
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATE_LIMIT_DEFAULT = env_str("RATE_LIMIT_DEFAULT", "2000 per hour;300 per minute")
+    RATE_LIMIT_AUTH_FAILURES = env_str("RATE_LIMIT_AUTH_FAILURES", "30 per minute;300 per hour")
+    RATE_LIMIT_PASSWORD_RECOVERY = env_str("RATE_LIMIT_PASSWORD_RECOVERY", "5 per minute;20 per hour")
+    RATE_LIMIT_USER_CREATION = env_str("RATE_LIMIT_USER_CREATION", "20 per minute;100 per hour")
+
+    # Email.
+    SMTP_HOST = env_str("SMTP_HOST")
+    SMTP_PORT = env_int("SMTP_PORT", 25)
+    SMTP_USER = env_str("SMTP_USER")
+    SMTP_PASSWORD = env_str("SMTP_PASSWORD")
+    SMTP_STARTTLS = env_bool("SMTP_STARTTLS", False)
+    SMTP_SSL = env_bool("SMTP_SSL", False)
+    EMAIL_FROM = env_str("EMAIL_FROM", "gefapi <no-reply@localhost>")
+    EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 50)
+
+    # API docs.
+    API_TITLE = "gefapi"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "swagger.json"
+    OPENAPI_SWAGGER_UI_PATH = "api/docs"
+    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+
+    # First administrator (created by `flask create-admin` / gefapi.sh start).
+    ADMIN_EMAIL = env_str("ADMIN_EMAIL")
+    ADMIN_PASSWORD = env_str("ADMIN_PASSWORD")
+
+    CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+    @classmethod
+    def celery(cls, config) -> dict:
+        broker = config.get("CELERY_BROKER_URL") or config.get("REDIS_URL")
+        return {
+            "broker_url": broker,
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "task_always_eager": config.get("CELERY_TASK_ALWAYS_EAGER", False),
+            "task_eager_propagates": True,
+            "broker_connection_retry_on_startup": True,
+            "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2},
+        }
+
+
+class TestingConfig(Config):
+    ENVIRONMENT = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key-that-is-long-enough-0123456789"
+    JWT_SECRET_KEY = SECRET_KEY
+    CELERY_TASK_ALWAYS_EAGER = True
+    RATE_LIMIT_DEFAULT = "100000 per minute"
+    RATE_LIMIT_PASSWORD_RECOVERY = "100000 per minute"
+    RATE_LIMIT_USER_CREATION = "100000 per minute"
+    RATE_LIMIT_AUTH_FAILURES = "100000 per minute"
+    PASSWORD_HASH_MEMORY_KIB = 1024
+    API_ENVIRONMENT_USER = "gef@gef.com"
+
+
+def check_secrets(config) -> None:
+    """Refuse weak secrets anywhere but development and testing."""
+    if config.get("ENVIRONMENT") in ("development", "testing"):
+        return
+    for key in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        value = config.get(key) or ""
+        if value.lower() in WEAK_SECRETS or len(value) < 32 or "dev-only" in value:
+            raise RuntimeError(f"{key} is weak: set a random value of at least 32 characters")

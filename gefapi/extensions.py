@@ -1,0 +1,52 @@
+"""Extensions, created unbound; create_app() binds them."""
+
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask import current_app
+from flask_migrate import Migrate
+from flask_smorest import Api as SmorestApi
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+from gefapi.errors import handle_http_exception
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Api(SmorestApi):
+    """flask-smorest with the contract's error shape."""
+
+    def handle_http_exception(self, error):
+        return handle_http_exception(error)
+
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+migrate = Migrate()
+jwt = JWTManager()
+limiter = Limiter(
+    key_func=lambda: rate_limit_key(),
+    default_limits=[lambda: current_app.config["RATE_LIMIT_DEFAULT"]],
+)
+
+
+def rate_limit_key() -> str:
+    """The user of a validly signed token, else the client address."""
+    from flask import request
+    from flask_jwt_extended import decode_token
+
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        try:
+            claims = decode_token(header[7:])
+            return f"execution:{claims['execution_id']}" if "execution_id" in claims else (
+                f"user:{claims['sub']}"
+            )
+        except Exception:
+            pass
+    return f"ip:{request.remote_addr}"

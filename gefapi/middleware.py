@@ -1,0 +1,58 @@
+"""WSGI middleware: gzip-encoded request bodies, decompressed with a hard cap."""
+
+import io
+import zlib
+
+BODY_ERROR_KEY = "gefapi.body_error"
+
+
+class GzipRequestMiddleware:
+    """Replaces a `Content-Encoding: gzip` body by its decompressed bytes.
+
+    A body that is not valid gzip or inflates past `max_size` is dropped and the reason left in
+    the environ, for a before_request hook to turn into the contract's 400 / 413 error.
+    """
+
+    def __init__(self, app, max_compressed: int, max_size: int):
+        self.app = app
+        self.max_compressed = max_compressed
+        self.max_size = max_size
+
+    def __call__(self, environ, start_response):
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._inflate(environ)
+        return self.app(environ, start_response)
+
+    def _inflate(self, environ) -> None:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > self.max_compressed:
+            self._replace(environ, b"", "too_large")
+            return
+        compressed = environ["wsgi.input"].read(length) if length else b""
+        try:
+            body = self._bounded_decompress(compressed)
+        except zlib.error:
+            self._replace(environ, b"", "bad_encoding")
+            return
+        if body is None:
+            self._replace(environ, b"", "too_large")
+            return
+        self._replace(environ, body, None)
+
+    def _bounded_decompress(self, data: bytes) -> bytes | None:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = inflater.decompress(data, self.max_size + 1)
+        if len(out) > self.max_size or inflater.unconsumed_tail:
+            return None
+        if not inflater.eof:
+            raise zlib.error("truncated gzip stream")
+        return out
+
+    @staticmethod
+    def _replace(environ, body: bytes, error: str | None) -> None:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_CONTENT_ENCODING", None)
+        if error:
+            environ[BODY_ERROR_KEY] = error

@@ -1,0 +1,30 @@
+"""Every model, imported so Alembic and the shell see them."""
+
+from gefapi.models.execution import (
+    ExecutionLog,
+    Execution,
+    ExecutionStatus,
+    StatusLog,
+)
+from gefapi.models.script import Script, ScriptBuild, ScriptLog, ScriptStatus
+from gefapi.models.token import OneTimeToken, OneTimeTokenKind, RefreshToken, RevokedAccessToken
+from gefapi.models.user import PROFILE_FIELDS, Role, User, UserClient
+
+__all__ = [
+    "PROFILE_FIELDS",
+    "Execution",
+    "ExecutionLog",
+    "ExecutionStatus",
+    "OneTimeToken",
+    "OneTimeTokenKind",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "Role",
+    "Script",
+    "ScriptBuild",
+    "ScriptLog",
+    "ScriptStatus",
+    "StatusLog",
+    "User",
+    "UserClient",
+]

@@ -1,0 +1,141 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gefapi.errors import Conflict
+from gefapi.extensions import db
+from gefapi.models.base import updated_at_column, utcnow, uuid_pk
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "PENDING"
+    READY = "READY"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+
+
+S = ExecutionStatus
+TERMINAL_STATUSES = frozenset({S.FINISHED, S.FAILED, S.CANCELLED})
+UNFINISHED_STATUSES = frozenset(set(S) - TERMINAL_STATUSES)
+
+# CONTRACT.md section 8. Same-status updates are no-ops and not listed here.
+ALLOWED_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    S.PENDING: frozenset({S.READY, S.FAILED, S.CANCELLED, S.CANCELLING}),
+    S.READY: frozenset({S.RUNNING, S.FINISHED, S.FAILED, S.CANCELLING}),
+    S.RUNNING: frozenset({S.FINISHED, S.FAILED, S.CANCELLING}),
+    S.CANCELLING: frozenset({S.CANCELLED, S.FINISHED, S.FAILED}),
+    S.FINISHED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+class InvalidTransition(Conflict):
+    error_code = "invalid_status_transition"
+
+
+class Execution(db.Model):
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index(
+            "ix_executions_user_id_start_date",
+            "user_id",
+            text("start_date DESC"),
+            postgresql_where=text("NOT deleted"),
+        ),
+        Index("ix_executions_start_date", text("start_date DESC")),
+        Index(
+            "ix_executions_unfinished",
+            "status",
+            "start_date",
+            postgresql_where=text("status IN ('PENDING','READY','RUNNING','CANCELLING')"),
+        ),
+        Index("ix_executions_end_date", "end_date"),
+        Index("ix_executions_script_id", "script_id"),
+        Index(
+            "uq_executions_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    script_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scripts.id"), nullable=False)
+    build_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("script_builds.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=S.PENDING)
+    progress: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    results: Mapped[dict | list | None] = mapped_column(JSONB)
+    start_date: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    end_date: Mapped[datetime | None] = mapped_column(DateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    backend_handle: Mapped[str | None] = mapped_column(String(255))
+    is_plugin_execution: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    script = relationship("Script", lazy="raise_on_sql")
+    user = relationship("User", lazy="raise_on_sql")
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def transition_to(self, new_status: ExecutionStatus) -> "StatusLog | None":
+        """Move along the state machine; returns the status-log row to add, or None for a no-op."""
+        current = ExecutionStatus(self.status)
+        if new_status == current:
+            return None
+        if new_status not in ALLOWED_TRANSITIONS[current]:
+            raise InvalidTransition(f"Execution cannot go from {current} to {new_status}")
+        now = utcnow()
+        self.status = new_status
+        if new_status in TERMINAL_STATUSES:
+            self.end_date = now
+        if new_status == S.FINISHED:
+            self.progress = 100
+        return StatusLog(
+            execution_id=self.id, status_from=current, status_to=new_status, timestamp=now
+        )
+
+
+class ExecutionLog(db.Model):
+    __tablename__ = "execution_logs"
+    __table_args__ = (Index("ix_execution_logs_execution_id_id", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    )
+    level: Mapped[str] = mapped_column(String(16), nullable=False, default="INFO")
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    register_date: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class StatusLog(db.Model):
+    __tablename__ = "status_logs"
+    __table_args__ = (
+        Index("ix_status_logs_execution_id", "execution_id"),
+        Index("ix_status_logs_timestamp", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    )
+    status_from: Mapped[str | None] = mapped_column(String(16))
+    status_to: Mapped[str] = mapped_column(String(16), nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,35 @@
+"""HTTP layer: parse, call one service, dump."""
+
+import flask_smorest
+from marshmallow import Schema, fields
+from webargs.flaskparser import FlaskParser
+
+MULTIPART_ENDPOINTS: set[str] = set()
+
+
+class Parser(FlaskParser):
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = Parser()
+
+    def documents(self, schema: type[Schema], *, many: bool = False, paginated: bool = False):
+        """Document the `{"data": ...}` success body without dumping through it."""
+        return self.alt_response(
+            200, schema=envelope_schema(schema, many=many, paginated=paginated), success=True
+        )
+
+
+_ENVELOPES: dict[tuple, type[Schema]] = {}
+
+
+def envelope_schema(schema: type[Schema], *, many: bool, paginated: bool) -> type[Schema]:
+    key = (schema, many, paginated)
+    if key not in _ENVELOPES:
+        attrs = {"data": fields.List(fields.Nested(schema)) if many else fields.Nested(schema)}
+        if paginated:
+            attrs.update(page=fields.Integer(), per_page=fields.Integer(), total=fields.Integer())
+        name = schema.__name__.removesuffix("Schema") + ("List" if many else "") + "Envelope"
+        _ENVELOPES[key] = Schema.from_dict(attrs, name=name)
+    return _ENVELOPES[key]

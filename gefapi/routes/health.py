@@ -1,0 +1,50 @@
+"""/api-health: is the API up, and can it reach the database and the broker?"""
+
+from flask import current_app
+from flask.views import MethodView
+from sqlalchemy import text
+
+from gefapi.extensions import db, limiter
+from gefapi.models.base import utcnow
+from gefapi.routes import Blueprint
+from gefapi.schemas.common import DATE_FORMAT
+
+blp = Blueprint("health", __name__, description="Health")
+
+
+def _database_ok() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        db.session.rollback()
+        return False
+
+
+def _broker_ok() -> bool:
+    celery = current_app.extensions["celery"]
+    if celery.conf.task_always_eager:
+        return True
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+@blp.route("/api-health")
+class Health(MethodView):
+    decorators = [limiter.exempt]
+
+    def get(self):
+        """Health of the API and its dependencies (503 when one is down)"""
+        database, broker = _database_ok(), _broker_ok()
+        healthy = database and broker
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "database": "ok" if database else "unavailable",
+            "broker": "ok" if broker else "unavailable",
+            "timestamp": utcnow().strftime(DATE_FORMAT),
+        }
+        return body, 200 if healthy else 503

@@ -1,0 +1,100 @@
+"""Fields and schemas shared by every resource."""
+
+from datetime import UTC, datetime
+
+from marshmallow import Schema, fields, validate
+
+from gefapi.errors import ValidationError as AppValidationError
+
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+class Timestamp(fields.DateTime):
+    """Naive UTC with six fractional digits, always (CONTRACT section 1)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime(DATE_FORMAT)
+
+
+def parse_datetime(value: str, field: str) -> datetime:
+    """A date or datetime from a query string, as naive UTC.
+
+    `+` in an unencoded offset arrives as a space (the CLI does this), so restore it.
+    """
+    text = value.strip().replace(" ", "+")
+    if "T" not in text and len(text) > 10 and text[10] == "+":
+        text = text[:10] + "T" + text[11:]
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AppValidationError(
+            f"Invalid {field}", errors={field: ["Not a valid date or datetime."]}
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+class StrictSchema(Schema):
+    """Request bodies: unknown keys are an error."""
+
+
+class QuerySchema(Schema):
+    """Query strings: clients add keys of their own (`legacy`, cache busters)."""
+
+    class Meta:
+        unknown = "exclude"
+
+
+class FieldSelectionArgs(QuerySchema):
+    include = fields.String()
+    exclude = fields.String()
+
+
+class ListArgs(FieldSelectionArgs):
+    page = fields.Integer(validate=validate.Range(min=1))
+    per_page = fields.Integer(validate=validate.Range(min=1, max=100))
+    sort = fields.String()
+
+
+class LegacyArgs(QuerySchema):
+    legacy = fields.String()
+
+
+def split_names(value: str | None) -> list[str]:
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
+class ResourceSchema(Schema):
+    """Dump schema whose OPTIONAL fields appear only when named in `include`."""
+
+    OPTIONAL: frozenset[str] = frozenset()
+    ALIASES: dict[str, str] = {}
+
+    @classmethod
+    def for_request(cls, include: str | None = None, exclude: str | None = None, **kwargs):
+        included = {cls.ALIASES.get(n, n) for n in split_names(include)}
+        excluded = {cls.ALIASES.get(n, n) for n in split_names(exclude)}
+        known = set(cls._declared_fields)
+        unknown = sorted((included | excluded) - known)
+        if unknown:
+            raise AppValidationError(
+                "Unknown field names in include/exclude",
+                errors={"include": [f"Unknown field: {name}" for name in unknown]},
+            )
+        drop = (set(cls.OPTIONAL) - included) | excluded
+        return cls(exclude=sorted(drop), **kwargs)
+
+
+def envelope(data, **extra) -> dict:
+    return {"data": data, **extra}
+
+
+def validation_error(field: str, message: str) -> AppValidationError:
+    return AppValidationError(message, errors={field: [message]})
+
+

@@ -1,0 +1,55 @@
+"""Sorting and pagination shared by every list endpoint."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+
+from gefapi.errors import ValidationError
+from gefapi.extensions import db
+
+
+@dataclass
+class Page:
+    items: list
+    page: int | None = None
+    per_page: int | None = None
+    total: int | None = None
+
+    def meta(self) -> dict:
+        if self.page is None:
+            return {}
+        return {"page": self.page, "per_page": self.per_page, "total": self.total}
+
+
+def parse_sort(value: str | None, allowed: dict) -> list:
+    """`field`, `field desc`, `-field`, comma-separated; unknown fields are a 400."""
+    clauses = []
+    for part in (value or "").split(","):
+        words = part.split()
+        if not words:
+            continue
+        name, direction = words[0], (words[1].lower() if len(words) > 1 else "asc")
+        if name.startswith("-"):
+            name, direction = name[1:], "desc"
+        if name not in allowed or direction not in ("asc", "desc") or len(words) > 2:
+            raise ValidationError(
+                f"Cannot sort by {part.strip()!r}",
+                errors={"sort": [f"Allowed fields: {', '.join(sorted(allowed))}; "
+                                 "directions: asc, desc."]},
+            )  # fmt: skip
+        column = allowed[name]
+        clauses.append(column.desc().nulls_last() if direction == "desc" else column.asc())
+    return clauses
+
+
+def paginate(query: Select, *, page: int | None, per_page: int | None, cap: int | None = None
+             ) -> Page:  # fmt: skip
+    """Without page/per_page: every row (or the first `cap`). With them: one page and a total."""
+    if page is None and per_page is None:
+        if cap is not None:
+            query = query.limit(cap)
+        return Page(items=list(db.session.scalars(query)))
+    page, per_page = page or 1, per_page or 20
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
+    return Page(items=items, page=page, per_page=per_page, total=total)

@@ -1,0 +1,14 @@
+from celery import shared_task
+from flask import current_app
+
+from gefapi.email import Message, sender_from_config
+
+
+@shared_task(
+    name="email.send",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def send_email(messages: list[dict]) -> None:
+    sender_from_config(current_app.config).send([Message(**m) for m in messages])

@@ -1,0 +1,174 @@
+"""Real PostgreSQL (a fresh database built by the migrations), real Redis, real SMTP."""
+
+import os
+import socket
+import uuid
+from contextlib import ExitStack
+from unittest import mock
+
+import psycopg2
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy.engine import make_url
+
+from gefapi import create_app
+from gefapi.config import TestingConfig, psycopg2_url
+from gefapi.extensions import db, limiter
+from gefapi.models import Role, User
+from gefapi.services import passwords
+
+SERVER_URL = psycopg2_url(
+    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PASSWORD = "correct horse battery"
+
+
+def admin_sql(statement: str) -> None:
+    url = make_url(SERVER_URL)
+    conn = psycopg2.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database or "postgres",
+    )  # fmt: skip
+    conn.autocommit = True
+    try:
+        conn.cursor().execute(statement)
+    finally:
+        conn.close()
+
+
+def fresh_database_url() -> tuple[str, str]:
+    name = f"gefapi_test_{uuid.uuid4().hex[:10]}"
+    admin_sql(f'CREATE DATABASE "{name}"')
+    return name, make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    name, url = fresh_database_url()
+    yield url
+    admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    handler = Mailbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, smtp_server):
+    from flask_migrate import upgrade
+
+    class Config(TestingConfig):
+        SQLALCHEMY_DATABASE_URI = database_url
+        SMTP_HOST = "127.0.0.1"
+        SMTP_PORT = smtp_server.port
+        REDIS_URL = REDIS_URL
+        RATELIMIT_STORAGE_URI = REDIS_URL
+
+    app = create_app(Config)
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _db_isolation(app):
+    """Every test runs in one outer transaction that is rolled back (style.md 9.9)."""
+    with app.app_context():
+        engines = db.engines
+    with ExitStack() as stack:
+        stack.enter_context(
+            mock.patch.dict(db.session.session_factory.kw, {"join_transaction_mode": "create_savepoint"})
+        )
+        connections = {}
+        for key, engine in list(engines.items()):
+            connection = stack.enter_context(engine.connect())
+            stack.callback(connection.begin().rollback)
+            connections[key] = connection
+        stack.enter_context(mock.patch.dict(engines, connections))
+        yield
+    with app.app_context():
+        db.session.remove()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(app):
+    with app.app_context():
+        limiter.reset()
+
+
+@pytest.fixture
+def mailbox(smtp_server):
+    smtp_server.handler.messages.clear()
+    return smtp_server.handler
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(app):
+    def make(role=Role.USER, email=None, password=PASSWORD, **fields):
+        with app.app_context():
+            user = User(
+                email=email or f"{uuid.uuid4().hex[:8]}@example.org",
+                name=fields.pop("name", "Test User"),
+                role=role,
+                password_hash=passwords.hash_password(password) if password else None,
+                **fields,
+            )
+            db.session.add(user)
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return make
+
+
+@pytest.fixture
+def login(client):
+    def do(user_or_email, password=PASSWORD) -> dict:
+        email = getattr(user_or_email, "email", user_or_email)
+        response = client.post("/auth", json={"email": email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return do
+
+
+@pytest.fixture
+def auth(login):
+    """Authorization headers for a user."""
+
+    def headers(user) -> dict:
+        return {"Authorization": f"Bearer {login(user)['access_token']}"}
+
+    return headers
