@@ -34,9 +34,10 @@ def register_jwt_callbacks(app: Flask) -> None:
         user = db.session.get(User, user_id)
         if user is None or user.deleted:
             return None
-        if user.tokens_valid_after and claims.get("auth_at", 0) <= user.tokens_valid_after.replace(
-            tzinfo=UTC
-        ).timestamp():
+        if (
+            user.tokens_valid_after
+            and claims.get("auth_at", 0) <= user.tokens_valid_after.replace(tzinfo=UTC).timestamp()
+        ):
             return None
         return user
 
@@ -50,13 +51,18 @@ def register_jwt_callbacks(app: Flask) -> None:
         return {"auth_at": time.time()}
 
     jwt.expired_token_loader(lambda h, c: _unauthorized("Token has expired", "token_expired"))
-    jwt.invalid_token_loader(lambda reason: _unauthorized(f"Invalid token: {reason}", "invalid_token"))
+    jwt.invalid_token_loader(
+        lambda reason: _unauthorized(f"Invalid token: {reason}", "invalid_token")
+    )
     jwt.unauthorized_loader(
         lambda reason: _unauthorized("Authorization token required", "authorization_required")
     )
     jwt.revoked_token_loader(lambda h, c: _unauthorized("Token has been revoked", "token_revoked"))
     jwt.user_lookup_error_loader(
         lambda h, c: _unauthorized("Token has been revoked", "token_revoked")
+    )
+    jwt.token_verification_failed_loader(
+        lambda h, c: _unauthorized("Token claims rejected", "invalid_token")
     )
     jwt.needs_fresh_token_loader(
         lambda h, c: _unauthorized(

@@ -80,7 +80,9 @@ class Config:
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATE_LIMIT_DEFAULT = env_str("RATE_LIMIT_DEFAULT", "2000 per hour;300 per minute")
     RATE_LIMIT_AUTH_FAILURES = env_str("RATE_LIMIT_AUTH_FAILURES", "30 per minute;300 per hour")
-    RATE_LIMIT_PASSWORD_RECOVERY = env_str("RATE_LIMIT_PASSWORD_RECOVERY", "5 per minute;20 per hour")
+    RATE_LIMIT_PASSWORD_RECOVERY = env_str(
+        "RATE_LIMIT_PASSWORD_RECOVERY", "5 per minute;20 per hour"
+    )
     RATE_LIMIT_USER_CREATION = env_str("RATE_LIMIT_USER_CREATION", "20 per minute;100 per hour")
 
     # Email.

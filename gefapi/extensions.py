@@ -1,8 +1,8 @@
 """Extensions, created unbound; create_app() binds them."""
 
+from flask import current_app
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
-from flask import current_app
 from flask_migrate import Migrate
 from flask_smorest import Api as SmorestApi
 from flask_sqlalchemy import SQLAlchemy
@@ -44,8 +44,10 @@ def rate_limit_key() -> str:
     if header.startswith("Bearer "):
         try:
             claims = decode_token(header[7:])
-            return f"execution:{claims['execution_id']}" if "execution_id" in claims else (
-                f"user:{claims['sub']}"
+            return (
+                f"execution:{claims['execution_id']}"
+                if "execution_id" in claims
+                else (f"user:{claims['sub']}")
             )
         except Exception:
             pass

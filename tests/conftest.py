@@ -60,7 +60,7 @@ class Mailbox:
     def __init__(self):
         self.messages = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes, policy
 
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
@@ -96,14 +96,31 @@ def app(database_url, smtp_server):
     return app
 
 
+@pytest.fixture(scope="session")
+def second_app(app):
+    """Another API process on the same database (its engines join the test's transaction)."""
+    other = create_app(type("SecondConfig", (), dict(app.config)))
+    ISOLATED_APPS.append(other)
+    return other
+
+
+ISOLATED_APPS = []
+
+
 @pytest.fixture(autouse=True)
 def _db_isolation(app):
     """Every test runs in one outer transaction that is rolled back (style.md 9.9)."""
     with app.app_context():
         engines = db.engines
+    others = []
+    for other in ISOLATED_APPS:
+        with other.app_context():
+            others.append(db.engines)
     with ExitStack() as stack:
         stack.enter_context(
-            mock.patch.dict(db.session.session_factory.kw, {"join_transaction_mode": "create_savepoint"})
+            mock.patch.dict(
+                db.session.session_factory.kw, {"join_transaction_mode": "create_savepoint"}
+            )
         )
         connections = {}
         for key, engine in list(engines.items()):
@@ -111,6 +128,8 @@ def _db_isolation(app):
             stack.callback(connection.begin().rollback)
             connections[key] = connection
         stack.enter_context(mock.patch.dict(engines, connections))
+        for other_engines in others:
+            stack.enter_context(mock.patch.dict(other_engines, connections))
         yield
     with app.app_context():
         db.session.remove()

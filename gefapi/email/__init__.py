@@ -32,8 +32,12 @@ class ConsoleSender:
 
     def send(self, messages: list[Message]) -> None:
         for message in messages:
-            log.warning("Email (console sender) to %s: %s\n%s", message.to, message.subject,
-                        message.text or message.html)
+            log.warning(
+                "Email (console sender) to %s: %s\n%s",
+                message.to,
+                message.subject,
+                message.text or message.html,
+            )
 
 
 class SmtpSender:

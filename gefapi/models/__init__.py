@@ -1,8 +1,8 @@
 """Every model, imported so Alembic and the shell see them."""
 
 from gefapi.models.execution import (
-    ExecutionLog,
     Execution,
+    ExecutionLog,
     ExecutionStatus,
     StatusLog,
 )

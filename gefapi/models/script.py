@@ -43,8 +43,12 @@ class Script(db.Model):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ScriptStatus.PENDING)
     public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     restricted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    allowed_roles: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False, default=list)
-    allowed_users: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), nullable=False, default=list)
+    allowed_roles: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), nullable=False, default=list
+    )
+    allowed_users: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), nullable=False, default=list
+    )
     cpu_reservation: Mapped[float] = mapped_column(Float, nullable=False, default=1e8)
     cpu_limit: Mapped[float] = mapped_column(Float, nullable=False, default=5e8)
     memory_reservation: Mapped[int] = mapped_column(BigInteger, nullable=False, default=100_000_000)

@@ -67,9 +67,7 @@ class User(db.Model):
     gee_license_acknowledged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     purpose_of_use: Mapped[str | None] = mapped_column(String(64))
     purpose_of_use_other: Mapped[str | None] = mapped_column(Text)
-    email_notifications_enabled: Mapped[bool] = mapped_column(
-        Boolean, nullable=False, default=True
-    )
+    email_notifications_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     email_subscription_news: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     email_subscription_engagement: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False

@@ -7,7 +7,13 @@ from flask_jwt_extended import current_user, get_jwt
 from gefapi.auth import login_required
 from gefapi.extensions import limiter
 from gefapi.routes import Blueprint
-from gefapi.schemas.user import LoginSchema, LogoutSchema, RefreshArgs, RefreshSchema, TokenPairSchema
+from gefapi.schemas.user import (
+    LoginSchema,
+    LogoutSchema,
+    RefreshArgs,
+    RefreshSchema,
+    TokenPairSchema,
+)
 from gefapi.services import auth_service, client_service
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Authentication")

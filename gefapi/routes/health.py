@@ -23,8 +23,6 @@ def _database_ok() -> bool:
 
 def _broker_ok() -> bool:
     celery = current_app.extensions["celery"]
-    if celery.conf.task_always_eager:
-        return True
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)

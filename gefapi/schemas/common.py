@@ -96,5 +96,3 @@ def envelope(data, **extra) -> dict:
 
 def validation_error(field: str, message: str) -> AppValidationError:
     return AppValidationError(message, errors={field: [message]})
-
-

@@ -6,7 +6,7 @@ MAX_LISTED_RECIPIENTS = 10_000
 
 
 class Recipients(fields.Field):
-    """"mailing_list", "all", or a non-empty list of user ids / emails."""
+    """ "mailing_list", "all", or a non-empty list of user ids / emails."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if value in ("mailing_list", "all"):
@@ -18,7 +18,8 @@ class Recipients(fields.Field):
         ):
             return value
         raise ValidationError(
-            f'Use "mailing_list", "all" or a list of 1 to {MAX_LISTED_RECIPIENTS} user ids or emails.'
+            'Use "mailing_list", "all" or a list of 1 to '
+            f"{MAX_LISTED_RECIPIENTS} user ids or emails."
         )
 
 

@@ -88,7 +88,7 @@ class UserUpdateMeSchema(ProfileSchema):
     email = fields.Email()
     # The original web UI changes the password this way (needs a fresh login).
     password = fields.String(validate=validate.Length(max=128))
-    repeatPassword = fields.String(validate=validate.Length(max=128))  # noqa: N815
+    repeatPassword = fields.String(validate=validate.Length(max=128))
 
 
 class UserUpdateSchema(ProfileSchema):

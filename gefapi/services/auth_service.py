@@ -196,7 +196,9 @@ def revoke_sessions(user: User) -> int:
 def purge_expired() -> None:
     """Periodic clean-up of rows that no longer protect anything."""
     now = utcnow()
-    db.session.execute(RevokedAccessToken.__table__.delete().where(RevokedAccessToken.expires_at < now))
+    db.session.execute(
+        RevokedAccessToken.__table__.delete().where(RevokedAccessToken.expires_at < now)
+    )
     db.session.execute(RefreshToken.__table__.delete().where(RefreshToken.expires_at < now))
     db.session.execute(OneTimeToken.__table__.delete().where(OneTimeToken.expires_at < now))
     db.session.commit()

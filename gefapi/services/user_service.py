@@ -22,9 +22,7 @@ from gefapi.models.base import utcnow
 from gefapi.services import auth_service, email_service, passwords
 from gefapi.services.listing import Page, paginate, parse_sort
 
-RECOVERY_MESSAGE = (
-    "If an account with that email exists, a password recovery email has been sent."
-)
+RECOVERY_MESSAGE = "If an account with that email exists, a password recovery email has been sent."
 SORTABLE = {
     "created_at": User.created_at,
     "updated_at": User.updated_at,
@@ -206,7 +204,9 @@ def reset_password(raw_token: str, password: str) -> User:
         select(OneTimeToken)
         .where(
             OneTimeToken.secret_hash == auth_service.sha256(raw_token),
-            OneTimeToken.kind.in_([OneTimeTokenKind.PASSWORD_RESET, OneTimeTokenKind.ACCOUNT_SETUP]),
+            OneTimeToken.kind.in_(
+                [OneTimeTokenKind.PASSWORD_RESET, OneTimeTokenKind.ACCOUNT_SETUP]
+            ),
             OneTimeToken.used_at.is_(None),
             OneTimeToken.expires_at > utcnow(),
         )

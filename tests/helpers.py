@@ -1,0 +1,20 @@
+"""Small assertions shared by the tests."""
+
+import re
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$")
+
+
+def assert_error(response, status: int, error_code: str | None = None) -> dict:
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    body = response.get_json()
+    assert body["status"] == status
+    assert body["detail"] and body["msg"] == body["detail"] == body["message"]
+    if error_code:
+        assert body["error_code"] == error_code, body
+    return body
+
+
+def data(response, status: int = 200):
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    return response.get_json()["data"]
