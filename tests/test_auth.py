@@ -48,7 +48,9 @@ def test_wrong_credentials_are_401(client, make_user, credentials):
 def test_login_validation(client):
     assert_error(client.post("/auth", json={"email": "a@b.org"}), 400, "validation_error")
     assert_error(
-        client.post("/auth", data="email=a&password=b", content_type="application/x-www-form-urlencoded"),
+        client.post(
+            "/auth", data="email=a&password=b", content_type="application/x-www-form-urlencoded"
+        ),
         415,
     )
 
@@ -59,7 +61,9 @@ def test_repeated_failures_lock_the_account_for_a_while(client, make_user, app):
     for _ in range(threshold):
         client.post("/auth", json={"email": user.email, "password": "wrong password"})
     body = assert_error(
-        client.post("/auth", json={"email": user.email, "password": PASSWORD}), 401, "account_locked"
+        client.post("/auth", json={"email": user.email, "password": PASSWORD}),
+        401,
+        "account_locked",
     )
     assert isinstance(body["minutes_remaining"], int) and body["minutes_remaining"] >= 1
     assert body["requires_password_reset"] is False
@@ -94,17 +98,23 @@ def test_environment_account_is_never_locked(client, make_user, app):
 def test_refresh_keeps_the_refresh_token_valid(client, make_user, login):
     tokens = login(make_user())
     for _ in range(2):
-        response = client.post("/auth/refresh?legacy=false", json={"refresh_token": tokens["refresh_token"]})
+        response = client.post(
+            "/auth/refresh?legacy=false", json={"refresh_token": tokens["refresh_token"]}
+        )
         body = response.get_json()
         assert response.status_code == 200
         assert body["refresh_token"] == tokens["refresh_token"]
         assert body["expires_in"] == 3600
-        assert client.get("/api/v1/user/me", headers=bearer(body["access_token"])).status_code == 200
+        assert (
+            client.get("/api/v1/user/me", headers=bearer(body["access_token"])).status_code == 200
+        )
 
 
 def test_refresh_with_rotation_revokes_the_old_token(client, make_user, login):
     tokens = login(make_user())
-    rotated = client.post("/auth/refresh?rotate=true", json={"refresh_token": tokens["refresh_token"]})
+    rotated = client.post(
+        "/auth/refresh?rotate=true", json={"refresh_token": tokens["refresh_token"]}
+    )
     new_refresh = rotated.get_json()["refresh_token"]
     assert new_refresh != tokens["refresh_token"]
     old = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -116,7 +126,9 @@ def test_refresh_tokens_are_stored_hashed(client, make_user, login, app):
     user = make_user()
     tokens = login(user)
     with app.app_context():
-        stored = db.session.scalars(db.select(RefreshToken.token_hash).filter_by(user_id=user.id)).all()
+        stored = db.session.scalars(
+            db.select(RefreshToken.token_hash).filter_by(user_id=user.id)
+        ).all()
     assert stored and tokens["refresh_token"] not in stored
 
 
@@ -134,8 +146,13 @@ def test_expired_refresh_token_is_401(client, make_user, login, app):
 def test_logout_revokes_the_access_token_and_its_refresh_token(client, make_user, login):
     """The plugin logs out without sending its refresh token: that one dies too."""
     tokens = login(make_user())
-    assert client.post("/auth/logout", json={}, headers=bearer(tokens["access_token"])).status_code == 200
-    assert_error(client.get("/api/v1/user/me", headers=bearer(tokens["access_token"])), 401, "token_revoked")
+    assert (
+        client.post("/auth/logout", json={}, headers=bearer(tokens["access_token"])).status_code
+        == 200
+    )
+    assert_error(
+        client.get("/api/v1/user/me", headers=bearer(tokens["access_token"])), 401, "token_revoked"
+    )
     assert_error(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
 
 
@@ -156,7 +173,9 @@ def test_logout_all_revokes_every_session(client, make_user, login):
     response = client.post("/auth/logout-all", headers=bearer(sessions[0]["access_token"]))
     assert response.status_code == 200
     for tokens in sessions:
-        assert_error(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
+        assert_error(
+            client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+        )
         assert_error(client.get("/api/v1/user/me", headers=bearer(tokens["access_token"])), 401)
     time.sleep(0.01)
     fresh = login(user)
@@ -168,7 +187,9 @@ def test_revocation_survives_a_restart(client, make_user, login, app, second_app
     tokens = login(make_user())
     client.post("/auth/logout", headers=bearer(tokens["access_token"]))
     other = second_app.test_client()
-    assert_error(other.get("/api/v1/user/me", headers=bearer(tokens["access_token"])), 401, "token_revoked")
+    assert_error(
+        other.get("/api/v1/user/me", headers=bearer(tokens["access_token"])), 401, "token_revoked"
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,10 +230,17 @@ def test_client_header_is_recorded_and_marks_plugin_users(client, make_user, app
 
     user = make_user()
     header = "type=qgis_plugin; version=2.2.4; qgis_version=3.34.0; os=Windows; lang=en"
-    client.post("/auth", json={"email": user.email, "password": PASSWORD}, headers={"X-TE-Client": header})
+    client.post(
+        "/auth", json={"email": user.email, "password": PASSWORD}, headers={"X-TE-Client": header}
+    )
     with app.app_context():
         row = db.session.get(UserClient, (user.id, "qgis_plugin"))
-        assert (row.version, row.qgis_version, row.os, row.lang) == ("2.2.4", "3.34.0", "Windows", "en")
+        assert (row.version, row.qgis_version, row.os, row.lang) == (
+            "2.2.4",
+            "3.34.0",
+            "Windows",
+            "en",
+        )
         assert db.session.get(User, user.id).is_plugin_user
 
 
@@ -220,7 +248,11 @@ def test_unknown_client_types_are_ignored(client, make_user, app):
     from gefapi.models import UserClient
 
     user = make_user()
-    client.post("/auth", json={"email": user.email, "password": PASSWORD}, headers={"X-TE-Client": "type=evil"})
+    client.post(
+        "/auth",
+        json={"email": user.email, "password": PASSWORD},
+        headers={"X-TE-Client": "type=evil"},
+    )
     with app.app_context():
         assert db.session.scalars(db.select(UserClient).filter_by(user_id=user.id)).all() == []
         assert not db.session.get(User, user.id).is_plugin_user
