@@ -27,9 +27,12 @@ PASSWORD = "correct horse battery"
 def admin_sql(statement: str) -> None:
     url = make_url(SERVER_URL)
     conn = psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
         dbname=url.database or "postgres",
-    )  # fmt: skip
+    )
     conn.autocommit = True
     try:
         conn.cursor().execute(statement)

@@ -9,7 +9,7 @@ from gefapi.extensions import db
 from gefapi.models import RefreshToken, User
 from gefapi.models.base import utcnow
 from tests.conftest import PASSWORD
-from tests.helpers import assert_error, data
+from tests.helpers import assert_error
 
 
 def bearer(token: str) -> dict:
@@ -29,7 +29,7 @@ def test_login_returns_a_real_jwt_and_refresh_token(client, make_user, app):
 
 
 def test_login_is_case_insensitive_on_email(client, make_user):
-    user = make_user(email="Mixed.Case@Example.org")
+    make_user(email="Mixed.Case@Example.org")
     response = client.post("/auth", json={"email": "mixed.case@example.ORG", "password": PASSWORD})
     assert response.status_code == 200
 

@@ -35,17 +35,26 @@ def plugin_call(client, method, path, token=None, body=None):
 
 def test_plugin_account_flow(client, mailbox):
     # Register without password (?legacy=false): the response must be truthy JSON.
-    profile = {"email": "p+lugin@x.org", "name": "Ana", "institution": "CI", "country": "Peru",
-               "role_title": "Analyst", "sector": "ngo_conservation", "gee_license_acknowledged": True,
-               "purpose_of_use": "reporting", "purpose_of_use_other": None,
-               "email_notifications_enabled": True}  # fmt: skip
+    profile = {
+        "email": "p+lugin@x.org",
+        "name": "Ana",
+        "institution": "CI",
+        "country": "Peru",
+        "role_title": "Analyst",
+        "sector": "ngo_conservation",
+        "gee_license_acknowledged": True,
+        "purpose_of_use": "reporting",
+        "purpose_of_use_other": None,
+        "email_notifications_enabled": True,
+    }
     status, body = plugin_call(client, "POST", "/api/v1/user?legacy=false", body=profile)
     assert status == 200 and body
     # The set-password link arrives by email.
     link = mailbox.to("p+lugin@x.org")[0].get_body(preferencelist=("plain",)).get_content()
     token = re.search(r"token=([\w-]+)", link).group(1)
-    status, _ = plugin_call(client, "POST", "/api/v1/user/reset-password",
-                            body={"token": token, "password": PASSWORD})  # fmt: skip
+    status, _ = plugin_call(
+        client, "POST", "/api/v1/user/reset-password", body={"token": token, "password": PASSWORD}
+    )
     assert status == 200
 
     # Background login: access_token required, refresh_token optional; exp well in the future.
@@ -56,8 +65,12 @@ def test_plugin_account_flow(client, mailbox):
     assert jwt_exp(tokens["access_token"]) > time.time() + 300
 
     # Refresh the way the plugin does.
-    status, refreshed = plugin_call(client, "POST", "/auth/refresh?legacy=false",
-                                    body={"refresh_token": tokens["refresh_token"]})  # fmt: skip
+    status, refreshed = plugin_call(
+        client,
+        "POST",
+        "/auth/refresh?legacy=false",
+        body={"refresh_token": tokens["refresh_token"]},
+    )
     assert status == 200 and refreshed["access_token"]
     access = refreshed["access_token"]
 
@@ -65,24 +78,46 @@ def test_plugin_account_flow(client, mailbox):
     status, me = plugin_call(client, "GET", f"/api/v1/user/{quote_plus('me')}", token=access)
     user = me["data"]
     assert (user["email"], user["name"], user["institution"], user["country"]) == (
-        "p+lugin@x.org", "Ana", "CI", "Peru")  # fmt: skip
-    for key in ("id", "role_title", "sector", "sector_other", "purpose_of_use", "purpose_of_use_other",
-                "gender_identity", "gender_identity_description", "gee_license_acknowledged",
-                "email_notifications_enabled", "email_subscription_news",
-                "email_subscription_engagement", "email_subscription_system_updates"):  # fmt: skip
+        "p+lugin@x.org",
+        "Ana",
+        "CI",
+        "Peru",
+    )
+    for key in (
+        "id",
+        "role_title",
+        "sector",
+        "sector_other",
+        "purpose_of_use",
+        "purpose_of_use_other",
+        "gender_identity",
+        "gender_identity_description",
+        "gee_license_acknowledged",
+        "email_notifications_enabled",
+        "email_subscription_news",
+        "email_subscription_engagement",
+        "email_subscription_system_updates",
+    ):
         assert key in user
     assert user["is_plugin_user"] is True
 
     # Update profile: always email, name, institution, country, email_notifications_enabled.
-    update = {"email": "p+lugin@x.org", "name": "Ana María", "institution": "CI", "country": "Chile",
-              "email_notifications_enabled": False, "gender_identity": "woman",
-              "purpose_of_use_other": "x" * 1100}  # fmt: skip
+    update = {
+        "email": "p+lugin@x.org",
+        "name": "Ana María",
+        "institution": "CI",
+        "country": "Chile",
+        "email_notifications_enabled": False,
+        "gender_identity": "woman",
+        "purpose_of_use_other": "x" * 1100,
+    }
     status, body = plugin_call(client, "PATCH", "/api/v1/user/me", token=access, body=update)
     assert status == 200 and body["data"]["country"] == "Chile"
 
     # Recover password with a "+" in the email, URL-encoded.
-    status, body = plugin_call(client, "POST",
-                               f"/api/v1/user/{quote_plus('p+lugin@x.org')}/recover-password?legacy=false")  # fmt: skip
+    status, body = plugin_call(
+        client, "POST", f"/api/v1/user/{quote_plus('p+lugin@x.org')}/recover-password?legacy=false"
+    )
     assert status == 200 and body
 
     # Delete the account: a truthy JSON body, not a 204.
@@ -95,7 +130,7 @@ def test_plugin_account_flow(client, mailbox):
 
 
 def test_legacy_plugin_registers_and_recovers_by_email(client, mailbox):
-    """Plugin 1.x: register {email,name,institution,country}, no legacy flag; a password is emailed."""
+    """Plugin 1.x registers with no legacy flag and no password: a password is emailed."""
     body = {"email": "old@x.org", "name": "Old", "institution": "Uni", "country": "Kenya"}
     assert client.post("/api/v1/user", json=body).status_code == 200
     password = re.search(r"Password: (\w+)", mailbox.to("old@x.org")[0].get_content()).group(1)

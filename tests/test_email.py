@@ -45,8 +45,11 @@ def test_all_reaches_every_active_user(client, auth, people, mailbox):
 def test_listed_recipients_by_id_or_email(client, auth, people, mailbox, app):
     app.config["EMAIL_BATCH_SIZE"], batch = 1, app.config["EMAIL_BATCH_SIZE"]
     try:
-        body = {"subject": "Hi", "text": "x",
-                "recipients": [str(people["unlisted"].id), "LISTED@x.org", str(people["deleted"].id)]}  # fmt: skip
+        body = {
+            "subject": "Hi",
+            "text": "x",
+            "recipients": [str(people["unlisted"].id), "LISTED@x.org", str(people["deleted"].id)],
+        }
         queued = data(client.post("/api/v1/email", json=body, headers=auth(people["admin"])))[
             "queued"
         ]

@@ -111,17 +111,37 @@ def test_deleted_account_frees_its_email(client, make_user, auth):
 def test_me_has_the_fields_clients_index(client, make_user, auth):
     user = make_user(country="Peru", institution="Uni")
     me = data(client.get("/api/v1/user/me", headers=auth(user)))
-    for key in ("id", "email", "name", "country", "institution", "role", "role_title", "sector",
-                "purpose_of_use", "gee_license_acknowledged", "email_notifications_enabled",
-                "email_subscription_news", "is_plugin_user", "is_in_mailing_list", "deleted"):  # fmt: skip
+    for key in (
+        "id",
+        "email",
+        "name",
+        "country",
+        "institution",
+        "role",
+        "role_title",
+        "sector",
+        "purpose_of_use",
+        "gee_license_acknowledged",
+        "email_notifications_enabled",
+        "email_subscription_news",
+        "is_plugin_user",
+        "is_in_mailing_list",
+        "deleted",
+    ):
         assert key in me
     assert me["id"] == str(user.id)
 
 
 def test_update_me(client, make_user, auth):
     user = make_user()
-    body = {"email": user.email, "name": "Renamed", "institution": "Uni", "country": "Chile",
-            "email_notifications_enabled": False, "sector": "academic"}  # fmt: skip
+    body = {
+        "email": user.email,
+        "name": "Renamed",
+        "institution": "Uni",
+        "country": "Chile",
+        "email_notifications_enabled": False,
+        "sector": "academic",
+    }
     me = data(client.patch("/api/v1/user/me", json=body, headers=auth(user)))
     assert (me["name"], me["sector"], me["email_notifications_enabled"]) == (
         "Renamed",
@@ -275,8 +295,11 @@ def test_admin_reads_users_by_id_email_and_encoded_email(client, make_user, auth
 
 def test_admin_updates_a_user_profile_but_not_roles(client, make_user, auth, app):
     admin, user = make_user(Role.ADMIN), make_user()
-    updated = client.patch(f"/api/v1/user/{user.id}", json={"name": "Fixed", "max_concurrent_executions": 3},
-                           headers=auth(admin))  # fmt: skip
+    updated = client.patch(
+        f"/api/v1/user/{user.id}",
+        json={"name": "Fixed", "max_concurrent_executions": 3},
+        headers=auth(admin),
+    )
     assert data(updated)["name"] == "Fixed" and data(updated)["max_concurrent_executions"] == 3
     assert_error(
         client.patch(f"/api/v1/user/{user.id}", json={"role": "ADMIN"}, headers=auth(admin)), 403
@@ -304,8 +327,9 @@ def test_list_users_paginates_sorts_and_selects_fields(client, make_user, auth):
     admin = make_user(Role.ADMIN, email="zz-admin@x.org")
     for letter in "abc":
         make_user(email=f"{letter}@x.org")
-    response = client.get("/api/v1/user?page=1&per_page=2&sort=email&exclude=email,institution",
-                          headers=auth(admin))  # fmt: skip
+    response = client.get(
+        "/api/v1/user?page=1&per_page=2&sort=email&exclude=email,institution", headers=auth(admin)
+    )
     body = response.get_json()
     assert (body["page"], body["per_page"], body["total"]) == (1, 2, 4)
     assert len(body["data"]) == 2 and "email" not in body["data"][0]

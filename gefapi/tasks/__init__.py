@@ -22,7 +22,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(Config.celery(app.config))
     celery.conf.update(app.config.get("CELERY", {}))
-    celery.set_default()
     app.extensions["celery"] = celery
     # Register the task modules with this app.
     from gefapi.tasks import email  # noqa: F401
@@ -31,10 +30,16 @@ def celery_init_app(app: Flask) -> Celery:
 
 
 def enqueue(task, *args, **kwargs) -> None:
-    """Send `task` once the current transaction commits; drop it if it rolls back."""
+    """Send `task` once the current transaction commits; drop it if it rolls back.
+
+    The task is taken from this Flask app's Celery app, not Celery's process-wide default.
+    """
+    from flask import current_app
+
     from gefapi.extensions import db
 
-    db.session().info.setdefault(PENDING_KEY, []).append((task, args, kwargs))
+    bound = current_app.extensions["celery"].tasks[task.name]
+    db.session().info.setdefault(PENDING_KEY, []).append((bound, args, kwargs))
 
 
 @event.listens_for(Session, "after_commit")
