@@ -37,6 +37,7 @@ def _init_extensions(app: Flask) -> None:
     from gefapi.auth import register_jwt_callbacks
     from gefapi.errors import register_error_handlers
     from gefapi.extensions import Api, db, jwt, limiter, migrate
+    from gefapi.storage import storage_from_config
     from gefapi.tasks import celery_init_app
 
     db.init_app(app)
@@ -48,21 +49,34 @@ def _init_extensions(app: Flask) -> None:
     app.extensions["smorest_api"] = Api(app)
     register_error_handlers(app)
     celery_init_app(app)
+    app.config.setdefault("INSTANCE_PATH", app.instance_path)
+    app.extensions["storage"] = storage_from_config(app.config)
     if app.config["CORS_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ORIGINS"])
 
 
 def _init_http(app: Flask) -> None:
-    from gefapi.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
-    from gefapi.middleware import BODY_ERROR_KEY, GzipRequestMiddleware
+    from gefapi.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
+    from gefapi.middleware import BODY_ERROR_KEY, GzipRequestMiddleware, contains_nul
     from gefapi.routes import MULTIPART_ENDPOINTS
 
     app.wsgi_app = GzipRequestMiddleware(
-        app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app.config["MAX_DECOMPRESSED_REQUEST_SIZE"]
+        app.wsgi_app,
+        lambda: (app.config["MAX_CONTENT_LENGTH"], app.config["MAX_DECOMPRESSED_REQUEST_SIZE"]),
     )
     if app.config["TRUSTED_PROXY_COUNT"]:
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+    @app.before_request
+    def refuse_nul_characters():
+        """PostgreSQL cannot store NUL in text; refuse it before it reaches a query."""
+        if "\x00" in request.path:
+            raise NotFound()
+        if any("\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)):
+            raise ValidationError("NUL characters are not allowed", error_code="nul_character")
+        if request.is_json and request.content_length and contains_nul(request.get_data()):
+            raise ValidationError("NUL characters are not allowed", error_code="nul_character")
 
     @app.before_request
     def check_body():
@@ -73,7 +87,7 @@ def _init_http(app: Flask) -> None:
             raise ValidationError("Request body is not valid gzip")
         if not request.content_length or request.method in ("GET", "HEAD", "OPTIONS"):
             return
-        if request.endpoint in MULTIPART_ENDPOINTS:
+        if (request.endpoint, request.method) in MULTIPART_ENDPOINTS:
             if request.mimetype != "multipart/form-data":
                 raise UnsupportedMediaType("Send the archive as multipart/form-data")
         elif not request.is_json:
@@ -83,6 +97,8 @@ def _init_http(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -90,7 +106,7 @@ def _init_http(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from gefapi.routes import auth, email, health, users
+    from gefapi.routes import auth, email, executions, health, scripts, users
 
-    for module in (auth, users, email, health):
+    for module in (auth, users, scripts, executions, email, health):
         app.extensions["smorest_api"].register_blueprint(module.blp)

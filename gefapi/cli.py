@@ -25,8 +25,12 @@ def create_admin(email: str | None, password: str | None) -> None:
     password = password or passwords.generate_password(20)
     if auth_service.find_active_user_by_email(email):
         raise click.ClickException(f"{email} already has an account")
-    admin = User(email=email, name="Administrator", role=Role.SUPERADMIN,
-                 password_hash=passwords.hash_password(password))  # fmt: skip
+    admin = User(
+        email=email,
+        name="Administrator",
+        role=Role.SUPERADMIN,
+        password_hash=passwords.hash_password(password),
+    )
     db.session.add(admin)
     db.session.commit()
     if generated:

@@ -62,8 +62,18 @@ class Config:
     MAX_DECOMPRESSED_REQUEST_SIZE = env_int("MAX_DECOMPRESSED_REQUEST_SIZE", 20 * 1024 * 1024)
     MAX_JSON_BODY_SIZE = env_int("MAX_JSON_BODY_SIZE", 20 * 1024 * 1024)
 
-    # Lists.
+    # Lists and logs.
     MAX_UNPAGINATED_EXECUTIONS = env_int("MAX_UNPAGINATED_EXECUTIONS", 1000)
+    LOG_PAGE_SIZE = env_int("LOG_PAGE_SIZE", 5000)
+    MAX_LOG_BATCH = env_int("MAX_LOG_BATCH", 1000)
+
+    # Scripts and executions.
+    STORAGE_URL = env_str("STORAGE_URL")
+    SCRIPT_MAX_ARCHIVE_BYTES = env_int("SCRIPT_MAX_ARCHIVE_BYTES", 10 * 1024 * 1024)
+    SCRIPT_MAX_UNPACKED_BYTES = env_int("SCRIPT_MAX_UNPACKED_BYTES", 100 * 1024 * 1024)
+    SCRIPT_MAX_MEMBERS = env_int("SCRIPT_MAX_MEMBERS", 2000)
+    RESULTS_MAX_BYTES = env_int("RESULTS_MAX_BYTES", 10 * 1024 * 1024)
+    EXECUTION_MAX_RUNTIME_SECONDS = env_int("EXECUTION_MAX_RUNTIME_SECONDS", 24 * 3600)
 
     # Login throttling: the first lock lasts LOGIN_LOCK_MINUTES and doubles per further
     # batch of failures, up to LOGIN_LOCK_MAX_MINUTES. Never permanent.

@@ -83,10 +83,16 @@ def smtp_server():
 
 
 @pytest.fixture(scope="session")
-def app(database_url, smtp_server):
+def storage_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture(scope="session")
+def app(database_url, smtp_server, storage_dir):
     from flask_migrate import upgrade
 
     class Config(TestingConfig):
+        STORAGE_URL = str(storage_dir)
         SQLALCHEMY_DATABASE_URI = database_url
         SMTP_HOST = "127.0.0.1"
         SMTP_PORT = smtp_server.port
@@ -142,6 +148,92 @@ def _db_isolation(app):
 def _fresh_rate_limits(app):
     with app.app_context():
         limiter.reset()
+
+
+@pytest.fixture(autouse=True)
+def sent_tasks(monkeypatch):
+    """Tasks sent after commit. Email tasks really run (eagerly, over SMTP); the build, dispatch
+    and stop tasks, which need the worker's container engine, are recorded here instead."""
+    import gefapi.tasks
+
+    sent = []
+    deliver = gefapi.tasks.deliver
+
+    def record(task, args, kwargs):
+        if task.name.startswith("email."):
+            deliver(task, args, kwargs)
+        else:
+            sent.append((task.name, *args))
+
+    monkeypatch.setattr(gefapi.tasks, "deliver", record)
+    return sent
+
+
+@pytest.fixture
+def make_script(app):
+    """A script row (built to SUCCESS by default) owned by `owner`."""
+    from gefapi.models import Script, ScriptBuild, ScriptStatus
+
+    def make(owner, *, status=ScriptStatus.SUCCESS, **fields):
+        with app.app_context():
+            script_id = uuid.uuid4()
+            name = fields.pop("name", f"script {script_id.hex[:8]}")
+            script = Script(
+                id=script_id,
+                name=name,
+                slug=fields.pop("slug", name.replace(" ", "-")),
+                user_id=owner.id,
+                status=status,
+                **fields,
+            )
+            db.session.add(script)
+            db.session.flush()
+            build = ScriptBuild(
+                script_id=script.id,
+                status=status,
+                image=f"gefapi/test:{script_id}",
+                archive_key=f"scripts/{script.id}/test.tar.gz",
+            )
+            db.session.add(build)
+            db.session.flush()
+            if status == ScriptStatus.SUCCESS:
+                script.current_build_id = build.id
+            db.session.commit()
+            db.session.refresh(script)
+            db.session.expunge(script)
+            return script
+
+    return make
+
+
+@pytest.fixture
+def make_execution(app):
+    from gefapi.models import Execution
+
+    def make(script, user, **fields):
+        with app.app_context():
+            execution = Execution(
+                script_id=script.id, build_id=script.current_build_id, user_id=user.id, **fields
+            )
+            db.session.add(execution)
+            db.session.commit()
+            db.session.refresh(execution)
+            db.session.expunge(execution)
+            return execution
+
+    return make
+
+
+@pytest.fixture
+def runtime_headers(app):
+    """Authorization headers of an execution's own runtime token."""
+    from gefapi.services import auth_service
+
+    def headers(execution) -> dict:
+        with app.app_context():
+            return {"Authorization": f"Bearer {auth_service.runtime_token(execution)}"}
+
+    return headers
 
 
 @pytest.fixture

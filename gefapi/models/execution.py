@@ -43,10 +43,24 @@ class InvalidTransition(Conflict):
 
 class Execution(db.Model):
     __tablename__ = "executions"
+    # Lists order by "unfinished first, then newest" = end_date DESC NULLS FIRST, start_date DESC.
     __table_args__ = (
         Index(
-            "ix_executions_user_id_start_date",
+            "ix_executions_user_order",
             "user_id",
+            text("end_date DESC NULLS FIRST"),
+            text("start_date DESC"),
+            postgresql_where=text("NOT deleted"),
+        ),
+        Index(
+            "ix_executions_user_start_date",
+            "user_id",
+            text("start_date DESC"),
+            postgresql_where=text("NOT deleted"),
+        ),
+        Index(
+            "ix_executions_order",
+            text("end_date DESC NULLS FIRST"),
             text("start_date DESC"),
             postgresql_where=text("NOT deleted"),
         ),
@@ -57,7 +71,6 @@ class Execution(db.Model):
             "start_date",
             postgresql_where=text("status IN ('PENDING','READY','RUNNING','CANCELLING')"),
         ),
-        Index("ix_executions_end_date", "end_date"),
         Index("ix_executions_script_id", "script_id"),
         Index(
             "uq_executions_user_id_idempotency_key",
@@ -92,6 +105,10 @@ class Execution(db.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration_seconds(self) -> float:
+        return ((self.end_date or utcnow()) - self.start_date).total_seconds()
 
     def transition_to(self, new_status: ExecutionStatus) -> "StatusLog | None":
         """Move along the state machine; returns the status-log row to add, or None for a no-op."""

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -31,13 +32,15 @@ class ScriptStatus(StrEnum):
 class Script(db.Model):
     __tablename__ = "scripts"
     __table_args__ = (
+        # A deleted script frees its slug.
+        Index("uq_scripts_slug_active", "slug", unique=True, postgresql_where=text("NOT deleted")),
         Index("ix_scripts_user_id", "user_id"),
         Index("ix_scripts_created_at", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     name: Mapped[str] = mapped_column(String(255), nullable=False)
-    slug: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    slug: Mapped[str] = mapped_column(String(255), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ScriptStatus.PENDING)
@@ -66,6 +69,18 @@ class Script(db.Model):
     updated_at: Mapped[datetime] = updated_at_column()
 
     user = relationship("User", lazy="raise_on_sql")
+    current_build = relationship("ScriptBuild", foreign_keys=[current_build_id], lazy="select")
+
+    @property
+    def current_image(self) -> str | None:
+        return self.current_build.image if self.current_build else None
+
+    def visible_to(self, user) -> bool:
+        if user.is_admin or self.user_id == user.id or self.public:
+            return True
+        return self.restricted and (
+            user.role in self.allowed_roles or user.id in self.allowed_users
+        )
 
 
 class ScriptBuild(db.Model):

@@ -4,7 +4,8 @@ import flask_smorest
 from marshmallow import Schema, fields
 from webargs.flaskparser import FlaskParser
 
-MULTIPART_ENDPOINTS: set[str] = set()
+# (endpoint, method) pairs that take multipart uploads instead of JSON.
+MULTIPART_ENDPOINTS: set[tuple[str, str]] = set()
 
 
 class Parser(FlaskParser):

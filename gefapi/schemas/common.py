@@ -70,24 +70,35 @@ def split_names(value: str | None) -> list[str]:
 
 
 class ResourceSchema(Schema):
-    """Dump schema whose OPTIONAL fields appear only when named in `include`."""
+    """Dump schema whose OPTIONAL fields appear only when named in `include`.
+
+    ALIASES maps an include/exclude name to the fields it stands for.
+    """
 
     OPTIONAL: frozenset[str] = frozenset()
-    ALIASES: dict[str, str] = {}
+    ALIASES: dict[str, tuple[str, ...]] = {}
 
     @classmethod
-    def for_request(cls, include: str | None = None, exclude: str | None = None, **kwargs):
-        included = {cls.ALIASES.get(n, n) for n in split_names(include)}
-        excluded = {cls.ALIASES.get(n, n) for n in split_names(exclude)}
-        known = set(cls._declared_fields)
-        unknown = sorted((included | excluded) - known)
+    def _expand(cls, value: str | None) -> set[str]:
+        names = set()
+        for name in split_names(value):
+            names.update(cls.ALIASES.get(name, (name,)))
+        unknown = sorted(names - set(cls._declared_fields))
         if unknown:
             raise AppValidationError(
                 "Unknown field names in include/exclude",
                 errors={"include": [f"Unknown field: {name}" for name in unknown]},
             )
-        drop = (set(cls.OPTIONAL) - included) | excluded
+        return names
+
+    @classmethod
+    def for_request(cls, include: str | None = None, exclude: str | None = None, **kwargs):
+        drop = (set(cls.OPTIONAL) - cls._expand(include)) | cls._expand(exclude)
         return cls(exclude=sorted(drop), **kwargs)
+
+    @classmethod
+    def selected(cls, include: str | None, name: str) -> bool:
+        return name in cls._expand(include)
 
 
 def envelope(data, **extra) -> dict:

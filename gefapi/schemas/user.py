@@ -4,18 +4,38 @@ from gefapi.models import Role
 from gefapi.schemas.common import ListArgs, QuerySchema, ResourceSchema, StrictSchema, Timestamp
 
 SECTORS = (
-    "gov_environment", "gov_agriculture", "gov_land_management", "gov_other",
-    "international_org", "ngo_development", "ngo_community", "ngo_conservation", "ngo_other",
-    "academic", "consulting", "private_agri_forestry", "private_other",
-    "independent_researcher", "student", "other",
-)  # fmt: skip
+    "gov_environment",
+    "gov_agriculture",
+    "gov_land_management",
+    "gov_other",
+    "international_org",
+    "ngo_development",
+    "ngo_community",
+    "ngo_conservation",
+    "ngo_other",
+    "academic",
+    "consulting",
+    "private_agri_forestry",
+    "private_other",
+    "independent_researcher",
+    "student",
+    "other",
+)
 GENDER_IDENTITIES = ("woman", "man", "non_binary", "self_describe", "prefer_not_to_say")
 PURPOSES_OF_USE = (
-    "reporting", "academic_research", "policy_planning", "land_restoration",
-    "project_monitoring", "environmental_assessment", "agriculture_forestry",
-    "teaching_education", "conservation_planning", "commercial", "community_initiatives",
+    "reporting",
+    "academic_research",
+    "policy_planning",
+    "land_restoration",
+    "project_monitoring",
+    "environmental_assessment",
+    "agriculture_forestry",
+    "teaching_education",
+    "conservation_planning",
+    "commercial",
+    "community_initiatives",
     "other",
-)  # fmt: skip
+)
 ROLES = [role.value for role in Role]
 
 
@@ -138,3 +158,13 @@ class TokenPairSchema(StrictSchema):
     refresh_token = fields.String()
     user_id = fields.String()
     expires_in = fields.Integer()
+
+
+class UserSummarySchema(ResourceSchema):
+    """A user as embedded in scripts and executions."""
+
+    id = fields.UUID()
+    name = fields.String()
+    email = fields.String()
+    institution = fields.String()
+    country = fields.String()

@@ -28,33 +28,76 @@ def _link(raw_token: str) -> str:
 
 
 def send_welcome_with_password(user: User, password: str) -> None:
-    _queue([_message(user, "Welcome to Trends.Earth",
-                     f"Hello {user.name},\n\nYour account is ready.\n\n"
-                     f"Email: {user.email}\nPassword: {password}\n\n"
-                     "Please change this password after your first login.\n")])  # fmt: skip
+    _queue(
+        [
+            _message(
+                user,
+                "Welcome to Trends.Earth",
+                f"Hello {user.name},\n\nYour account is ready.\n\n"
+                f"Email: {user.email}\nPassword: {password}\n\n"
+                "Please change this password after your first login.\n",
+            )
+        ]
+    )
 
 
 def send_account_setup_link(user: User, raw_token: str) -> None:
     hours = current_app.config["ACCOUNT_SETUP_HOURS"]
-    _queue([_message(user, "Welcome to Trends.Earth: choose your password",
-                     f"Hello {user.name},\n\nChoose the password of your new account here "
-                     f"(the link works for {hours} hours):\n\n{_link(raw_token)}\n")])  # fmt: skip
+    _queue(
+        [
+            _message(
+                user,
+                "Welcome to Trends.Earth: choose your password",
+                f"Hello {user.name},\n\nChoose the password of your new account here "
+                f"(the link works for {hours} hours):\n\n{_link(raw_token)}\n",
+            )
+        ]
+    )
 
 
 def send_password_reset_link(user: User, raw_token: str) -> None:
     hours = current_app.config["PASSWORD_RESET_HOURS"]
-    _queue([_message(user, "Reset your Trends.Earth password",
-                     f"Hello {user.name},\n\nSomeone asked to reset your password. If it was "
-                     f"you, choose a new one here (the link works for {hours} hour(s)):\n\n"
-                     f"{_link(raw_token)}\n\nOtherwise ignore this email.\n")])  # fmt: skip
+    _queue(
+        [
+            _message(
+                user,
+                "Reset your Trends.Earth password",
+                f"Hello {user.name},\n\nSomeone asked to reset your password. If it was "
+                f"you, choose a new one here (the link works for {hours} hour(s)):\n\n"
+                f"{_link(raw_token)}\n\nOtherwise ignore this email.\n",
+            )
+        ]
+    )
 
 
 def send_temporary_password(user: User, password: str) -> None:
     hours = current_app.config["PASSWORD_RESET_HOURS"]
-    _queue([_message(user, "Your new Trends.Earth password",
-                     f"Hello {user.name},\n\nYou can log in with this password for the next "
-                     f"{hours} hour(s): {password}\n\nYour old password keeps working. If you "
-                     "did not ask for this, ignore this email.\n")])  # fmt: skip
+    _queue(
+        [
+            _message(
+                user,
+                "Your new Trends.Earth password",
+                f"Hello {user.name},\n\nYou can log in with this password for the next "
+                f"{hours} hour(s): {password}\n\nYour old password keeps working. If you "
+                "did not ask for this, ignore this email.\n",
+            )
+        ]
+    )
+
+
+def send_execution_outcome(user: User, execution) -> None:
+    word = "finished" if execution.status == "FINISHED" else "failed"
+    task = (execution.params or {}).get("task_name") or str(execution.id)
+    _queue(
+        [
+            _message(
+                user,
+                f"[trends.earth] Execution {word}",
+                f"Hello {user.name},\n\nYour task {task!r} {word} at "
+                f"{execution.end_date:%Y-%m-%d %H:%M} UTC.\n",
+            )
+        ]
+    )
 
 
 def send_bulk(*, subject: str, text: str | None, html: str | None, recipients) -> int:

@@ -34,16 +34,20 @@ def parse_sort(value: str | None, allowed: dict) -> list:
         if name not in allowed or direction not in ("asc", "desc") or len(words) > 2:
             raise ValidationError(
                 f"Cannot sort by {part.strip()!r}",
-                errors={"sort": [f"Allowed fields: {', '.join(sorted(allowed))}; "
-                                 "directions: asc, desc."]},
-            )  # fmt: skip
+                errors={
+                    "sort": [
+                        f"Allowed fields: {', '.join(sorted(allowed))}; directions: asc, desc."
+                    ]
+                },
+            )
         column = allowed[name]
         clauses.append(column.desc().nulls_last() if direction == "desc" else column.asc())
     return clauses
 
 
-def paginate(query: Select, *, page: int | None, per_page: int | None, cap: int | None = None
-             ) -> Page:  # fmt: skip
+def paginate(
+    query: Select, *, page: int | None, per_page: int | None, cap: int | None = None
+) -> Page:
     """Without page/per_page: every row (or the first `cap`). With them: one page and a total."""
     if page is None and per_page is None:
         if cap is not None:
@@ -53,3 +57,16 @@ def paginate(query: Select, *, page: int | None, per_page: int | None, cap: int 
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
     return Page(items=items, page=page, per_page=per_page, total=total)
+
+
+def poll_logs(model, owner_column, owner_id, *, start=None, last_id=None) -> list:
+    """Log lines after `last_id` (an id) or `start` (a time), oldest first, one page at most."""
+    from flask import current_app
+
+    query = select(model).where(owner_column == owner_id)
+    if last_id is not None:
+        query = query.where(model.id > last_id)
+    if start is not None:
+        query = query.where(model.register_date > start)
+    limit = current_app.config["LOG_PAGE_SIZE"]
+    return list(db.session.scalars(query.order_by(model.id).limit(limit)))

@@ -55,8 +55,9 @@ def _find(ref: str) -> User | None:
         return auth_service.find_active_user_by_email(ref)
 
 
-def list_users(*, page=None, per_page=None, sort=None, role=None, email=None,
-               include_deleted=False) -> Page:  # fmt: skip
+def list_users(
+    *, page=None, per_page=None, sort=None, role=None, email=None, include_deleted=False
+) -> Page:
     query = select(User)
     if not include_deleted:
         query = query.where(~User.deleted)

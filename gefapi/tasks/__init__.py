@@ -24,7 +24,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery.conf.update(app.config.get("CELERY", {}))
     app.extensions["celery"] = celery
     # Register the task modules with this app.
-    from gefapi.tasks import email  # noqa: F401
+    from gefapi.tasks import email, executions, scripts  # noqa: F401
 
     return celery
 
@@ -42,11 +42,15 @@ def enqueue(task, *args, **kwargs) -> None:
     db.session().info.setdefault(PENDING_KEY, []).append((bound, args, kwargs))
 
 
+def deliver(task, args, kwargs) -> None:
+    task.delay(*args, **kwargs)
+
+
 @event.listens_for(Session, "after_commit")
 def _send_pending(session):
     for task, args, kwargs in session.info.pop(PENDING_KEY, []):
         try:
-            task.delay(*args, **kwargs)
+            deliver(task, args, kwargs)
         except Exception:
             # The periodic jobs pick up anything whose task was lost; never fail a committed
             # request because the broker hiccuped.

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 81e4b41194a7
+Revision ID: f140b55d9104
 Revises:
-Create Date: 2026-11-22 03:01:20.924615
+Create Date: 2026-11-22 03:10:25.246518
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = '81e4b41194a7'
+revision = 'f140b55d9104'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -117,12 +117,12 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_scripts_user_id_users')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_scripts')),
-    sa.UniqueConstraint('slug', name=op.f('uq_scripts_slug'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scripts'))
     )
     with op.batch_alter_table('scripts', schema=None) as batch_op:
         batch_op.create_index('ix_scripts_created_at', ['created_at'], unique=False)
         batch_op.create_index('ix_scripts_user_id', ['user_id'], unique=False)
+        batch_op.create_index('uq_scripts_slug_active', ['slug'], unique=True, postgresql_where=sa.text('NOT deleted'))
 
     op.create_table('user_clients',
     sa.Column('user_id', sa.Uuid(), nullable=False),
@@ -178,11 +178,12 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_executions'))
     )
     with op.batch_alter_table('executions', schema=None) as batch_op:
-        batch_op.create_index('ix_executions_end_date', ['end_date'], unique=False)
+        batch_op.create_index('ix_executions_order', [sa.literal_column('end_date DESC NULLS FIRST'), sa.literal_column('start_date DESC')], unique=False, postgresql_where=sa.text('NOT deleted'))
         batch_op.create_index('ix_executions_script_id', ['script_id'], unique=False)
         batch_op.create_index('ix_executions_start_date', [sa.literal_column('start_date DESC')], unique=False)
         batch_op.create_index('ix_executions_unfinished', ['status', 'start_date'], unique=False, postgresql_where=sa.text("status IN ('PENDING','READY','RUNNING','CANCELLING')"))
-        batch_op.create_index('ix_executions_user_id_start_date', ['user_id', sa.literal_column('start_date DESC')], unique=False, postgresql_where=sa.text('NOT deleted'))
+        batch_op.create_index('ix_executions_user_order', ['user_id', sa.literal_column('end_date DESC NULLS FIRST'), sa.literal_column('start_date DESC')], unique=False, postgresql_where=sa.text('NOT deleted'))
+        batch_op.create_index('ix_executions_user_start_date', ['user_id', sa.literal_column('start_date DESC')], unique=False, postgresql_where=sa.text('NOT deleted'))
         batch_op.create_index('uq_executions_user_id_idempotency_key', ['user_id', 'idempotency_key'], unique=True, postgresql_where=sa.text('idempotency_key IS NOT NULL'))
 
     op.create_table('script_logs',
@@ -245,11 +246,12 @@ def downgrade():
     op.drop_table('script_logs')
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.drop_index('uq_executions_user_id_idempotency_key', postgresql_where=sa.text('idempotency_key IS NOT NULL'))
-        batch_op.drop_index('ix_executions_user_id_start_date', postgresql_where=sa.text('NOT deleted'))
+        batch_op.drop_index('ix_executions_user_start_date', postgresql_where=sa.text('NOT deleted'))
+        batch_op.drop_index('ix_executions_user_order', postgresql_where=sa.text('NOT deleted'))
         batch_op.drop_index('ix_executions_unfinished', postgresql_where=sa.text("status IN ('PENDING','READY','RUNNING','CANCELLING')"))
         batch_op.drop_index('ix_executions_start_date')
         batch_op.drop_index('ix_executions_script_id')
-        batch_op.drop_index('ix_executions_end_date')
+        batch_op.drop_index('ix_executions_order', postgresql_where=sa.text('NOT deleted'))
 
     op.drop_table('executions')
     with op.batch_alter_table('script_builds', schema=None) as batch_op:
@@ -258,6 +260,7 @@ def downgrade():
     op.drop_table('script_builds')
     op.drop_table('user_clients')
     with op.batch_alter_table('scripts', schema=None) as batch_op:
+        batch_op.drop_index('uq_scripts_slug_active', postgresql_where=sa.text('NOT deleted'))
         batch_op.drop_index('ix_scripts_user_id')
         batch_op.drop_index('ix_scripts_created_at')
 

@@ -1,0 +1,193 @@
+"""/api/v1/execution: reading, reporting (the runtime), logs, cancel, listings."""
+
+import json
+import uuid
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_jwt_extended import current_user, get_jwt
+from marshmallow import ValidationError as SchemaError
+
+from gefapi.auth import EXECUTION_SCOPE, login_required
+from gefapi.errors import PayloadTooLarge, ValidationError
+from gefapi.routes import Blueprint
+from gefapi.schemas.common import FieldSelectionArgs, envelope, parse_datetime
+from gefapi.schemas.execution import (
+    ExecutionListArgs,
+    ExecutionLogSchema,
+    ExecutionSchema,
+    ExecutionUpdateSchema,
+    LogEntrySchema,
+)
+from gefapi.schemas.script import LogPollArgs
+from gefapi.services import execution_service
+from gefapi.services.execution_service import Caller
+
+blp = Blueprint("executions", __name__, url_prefix="/api/v1/execution", description="Executions")
+
+
+def caller() -> Caller:
+    claims = get_jwt()
+    if claims.get("scope") == EXECUTION_SCOPE:
+        return Caller(current_user, runtime_execution_id=uuid.UUID(claims["execution_id"]))
+    return Caller(current_user)
+
+
+def dump_execution(execution, args) -> dict:
+    include = ExecutionSchema._expand(args.get("include"))
+    execution_service.load_includes([execution], include)
+    return ExecutionSchema.for_request(args.get("include"), args.get("exclude")).dump(execution)
+
+
+def _list(args, *, own_only: bool) -> dict:
+    updated_at = (
+        parse_datetime(args["updated_at"], "updated_at") if args.get("updated_at") else None
+    )
+    page = execution_service.list_executions(
+        caller=caller(),
+        own_only=own_only,
+        page=args.get("page"),
+        per_page=args.get("per_page"),
+        sort=args.get("sort"),
+        status=args.get("status"),
+        script_id=args.get("script_id"),
+        user_id=args.get("user_id"),
+        updated_at=updated_at,
+    )
+    include = ExecutionSchema._expand(args.get("include"))
+    execution_service.load_includes(page.items, include)
+    schema = ExecutionSchema.for_request(args.get("include"), args.get("exclude"), many=True)
+    return envelope(schema.dump(page.items), **page.meta())
+
+
+@blp.route("")
+class Executions(MethodView):
+    @login_required
+    @blp.arguments(ExecutionListArgs, location="query")
+    @blp.documents(ExecutionSchema, many=True, paginated=True)
+    def get(self, args):
+        """The caller's executions (ADMIN: everybody's, `user_id` filters)"""
+        return _list(args, own_only=False)
+
+
+@blp.route("/user")
+class OwnExecutions(MethodView):
+    @login_required
+    @blp.arguments(ExecutionListArgs, location="query")
+    @blp.documents(ExecutionSchema, many=True, paginated=True)
+    def get(self, args):
+        """The caller's own executions"""
+        return _list(args, own_only=True)
+
+
+@blp.route("/<execution_id>")
+class ExecutionById(MethodView):
+    @login_required(allow_execution_token=True)
+    @blp.arguments(FieldSelectionArgs, location="query")
+    @blp.documents(ExecutionSchema)
+    def get(self, args, execution_id):
+        """One execution (also readable with its own runtime token)"""
+        execution = execution_service.get(execution_id, caller=caller())
+        return envelope(dump_execution(execution, args))
+
+    @login_required(allow_execution_token=True)
+    @blp.arguments(ExecutionUpdateSchema)
+    @blp.documents(ExecutionSchema)
+    def patch(self, body, execution_id):
+        """Report status, progress or results (the runtime, or ADMIN)"""
+        execution = execution_service.update(execution_id, body, caller=caller())
+        return envelope(dump_execution(execution, {}))
+
+    @login_required
+    @blp.documents(ExecutionSchema)
+    def delete(self, execution_id):
+        """Hide a finished execution from lists (owner or ADMIN)"""
+        execution = execution_service.delete(execution_id, caller=caller())
+        return envelope(dump_execution(execution, {}))
+
+
+@blp.route("/<execution_id>/log")
+class ExecutionLogs(MethodView):
+    @login_required
+    @blp.arguments(LogPollArgs, location="query")
+    @blp.documents(ExecutionLogSchema, many=True)
+    def get(self, args, execution_id):
+        """Log lines after `start` (a time) or `last-id`"""
+        start = parse_datetime(args["start"], "start") if args.get("start") else None
+        lines = execution_service.logs(
+            execution_id, caller=caller(), start=start, last_id=args.get("last_id")
+        )
+        return envelope(ExecutionLogSchema(many=True).dump(lines))
+
+    @login_required(allow_execution_token=True)
+    @blp.doc(
+        requestBody={
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/LogEntry"},
+                            {"type": "array", "items": {"$ref": "#/components/schemas/LogEntry"}},
+                        ]
+                    }
+                }
+            }
+        }
+    )
+    @blp.documents(ExecutionLogSchema)
+    def post(self, execution_id):
+        """Add one log line or a batch (the runtime, or ADMIN)"""
+        body = request.get_json(silent=True)
+        entries = log_entries(body)
+        rows = execution_service.add_logs(execution_id, entries, caller=caller())
+        dumped = ExecutionLogSchema(many=True).dump(rows)
+        return envelope(dumped if isinstance(body, list) else dumped[0])
+
+
+def log_entries(body) -> list[dict]:
+    from flask import current_app
+
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list) or not body:
+        raise ValidationError("Send a log object {text, level} or a non-empty array of them")
+    if len(body) > current_app.config["MAX_LOG_BATCH"]:
+        raise PayloadTooLarge(f"At most {current_app.config['MAX_LOG_BATCH']} lines per request")
+    try:
+        entries = LogEntrySchema(many=True).load(body)
+    except SchemaError as exc:
+        raise ValidationError("Invalid log lines", errors=exc.normalized_messages()) from None
+    for entry in entries:
+        entry["level"] = execution_service.normalise_level(entry["level"])
+    return entries
+
+
+@blp.route("/<execution_id>/cancel")
+class Cancel(MethodView):
+    @login_required
+    @blp.alt_response(202, schema=ExecutionSchema, success=True)
+    def post(self, execution_id):
+        """Cancel: CANCELLING until the container is stopped (owner or ADMIN)"""
+        execution, previous = execution_service.cancel(execution_id, caller=caller())
+        dumped = dump_execution(execution, {})
+        details = {
+            "execution_id": str(execution.id),
+            "previous_status": previous,
+            "new_status": execution.status,
+            "queued": execution.status == "CANCELLING",
+        }
+        # The execution's fields, plus the admin UI's {execution, cancellation_details}.
+        return envelope({**dumped, "execution": dumped, "cancellation_details": details}), 202
+
+
+@blp.route("/<execution_id>/download-results")
+class DownloadResults(MethodView):
+    @login_required(query_token=True)
+    def get(self, execution_id):
+        """The results as a results.json attachment (a token may come as ?token= here)"""
+        execution = execution_service.get(execution_id, caller=caller())
+        return Response(
+            json.dumps(execution.results),
+            mimetype="application/json",
+            headers={"Content-Disposition": "attachment; filename=results.json"},
+        )

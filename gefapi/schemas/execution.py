@@ -1,0 +1,69 @@
+from marshmallow import fields, validate
+
+from gefapi.models import ExecutionStatus
+from gefapi.schemas.common import ListArgs, ResourceSchema, StrictSchema, Timestamp
+from gefapi.schemas.user import UserSummarySchema
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+STATUSES = [status.value for status in ExecutionStatus]
+
+
+class ExecutionLogSchema(ResourceSchema):
+    id = fields.Integer()
+    text = fields.String()
+    level = fields.String()
+    register_date = Timestamp()
+    execution_id = fields.UUID()
+
+
+class ExecutionScriptSchema(ResourceSchema):
+    id = fields.UUID()
+    name = fields.String()
+    slug = fields.String()
+    description = fields.String()
+    status = fields.String()
+
+
+class ExecutionSchema(ResourceSchema):
+    OPTIONAL = frozenset(
+        {"script", "user", "logs", "duration", "script_name", "user_name", "user_email"}
+    )
+
+    id = fields.UUID()
+    script_id = fields.UUID()
+    user_id = fields.UUID()
+    start_date = Timestamp()
+    end_date = Timestamp()
+    status = fields.String()
+    progress = fields.Integer()
+    params = fields.Raw()
+    results = fields.Raw()
+    is_plugin_execution = fields.Boolean()
+    queued_at = Timestamp()
+    dispatched_at = Timestamp()
+    updated_at = Timestamp()
+    script = fields.Nested(ExecutionScriptSchema)
+    user = fields.Nested(UserSummarySchema)
+    logs = fields.List(fields.Nested(ExecutionLogSchema), attribute="recent_logs")
+    duration = fields.Float(attribute="duration_seconds")
+    script_name = fields.String(attribute="script.name")
+    user_name = fields.String(attribute="user.name")
+    user_email = fields.String(attribute="user.email")
+
+
+class ExecutionListArgs(ListArgs):
+    status = fields.String()
+    script_id = fields.UUID()
+    user_id = fields.UUID()
+    updated_at = fields.String()
+
+
+class ExecutionUpdateSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    progress = fields.Float(allow_nan=False)
+    results = fields.Raw(allow_none=True)
+
+
+class LogEntrySchema(StrictSchema):
+    text = fields.String(required=True, validate=validate.Length(max=10_000))
+    level = fields.String(load_default="INFO")

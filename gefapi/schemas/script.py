@@ -1,0 +1,69 @@
+from marshmallow import fields, validate
+
+from gefapi.models import Role
+from gefapi.schemas.common import ListArgs, QuerySchema, ResourceSchema, StrictSchema, Timestamp
+from gefapi.schemas.user import UserSummarySchema
+
+
+class ScriptLogSchema(ResourceSchema):
+    id = fields.Integer()
+    text = fields.String()
+    register_date = Timestamp()
+    script_id = fields.UUID()
+
+
+class ScriptSchema(ResourceSchema):
+    OPTIONAL = frozenset(
+        {"logs", "user", "executions", "params_schema", "image", "allowed_roles", "allowed_users"}
+    )
+    ALIASES = {
+        "environment": ("params_schema", "image"),
+        "access": ("allowed_roles", "allowed_users"),
+    }
+
+    id = fields.UUID()
+    name = fields.String()
+    slug = fields.String()
+    description = fields.String()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    user_id = fields.UUID()
+    status = fields.String()
+    public = fields.Boolean()
+    restricted = fields.Boolean()
+    cpu_reservation = fields.Float()
+    cpu_limit = fields.Float()
+    memory_reservation = fields.Integer()
+    memory_limit = fields.Integer()
+    environment = fields.String()
+    environment_version = fields.String()
+    build_error = fields.String()
+    params_schema = fields.Raw()
+    image = fields.String(attribute="current_image")
+    allowed_roles = fields.List(fields.String())
+    allowed_users = fields.List(fields.UUID())
+    logs = fields.List(fields.Nested(ScriptLogSchema), attribute="recent_logs")
+    user = fields.Nested(UserSummarySchema)
+    executions = fields.Method("_executions")
+
+    def _executions(self, script):
+        from gefapi.schemas.execution import ExecutionSchema
+
+        return ExecutionSchema.for_request(exclude="params,results").dump(
+            script.visible_executions, many=True
+        )
+
+
+class ScriptListArgs(ListArgs):
+    status = fields.String(validate=validate.OneOf(["PENDING", "BUILDING", "SUCCESS", "FAIL"]))
+    public = fields.Boolean()
+
+
+class LogPollArgs(QuerySchema):
+    start = fields.String()
+    last_id = fields.Integer(data_key="last-id", validate=validate.Range(min=0))
+
+
+class ScriptAccessSchema(StrictSchema):
+    allowed_roles = fields.List(fields.String(validate=validate.OneOf([r.value for r in Role])))
+    allowed_users = fields.List(fields.UUID())

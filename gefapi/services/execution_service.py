@@ -1,0 +1,352 @@
+"""Runs of scripts: creation, the state machine on every write, logs, cancel, listings."""
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import jsonschema
+from flask import current_app
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from gefapi.errors import (
+    Conflict,
+    ExecutionNotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ValidationError,
+)
+from gefapi.extensions import db
+from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptStatus, User
+from gefapi.models.base import utcnow
+from gefapi.models.execution import TERMINAL_STATUSES, StatusLog
+from gefapi.services import client_service, script_service
+from gefapi.services.listing import Page, paginate, parse_sort, poll_logs
+from gefapi.tasks import enqueue
+
+SORTABLE = {
+    "start_date": Execution.start_date,
+    "end_date": Execution.end_date,
+    "status": Execution.status,
+    "progress": Execution.progress,
+    "script_id": Execution.script_id,
+    "user_id": Execution.user_id,
+    "id": Execution.id,
+}
+DEFAULT_ORDER = (Execution.end_date.desc().nulls_first(), Execution.start_date.desc())
+LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+class ScriptNotBuilt(Conflict):
+    error_code = "script_not_built"
+
+
+class ExecutionFinished(Conflict):
+    error_code = "execution_finished"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user, or the runtime of one execution (whose token opens that execution only)."""
+
+    user: User
+    runtime_execution_id: uuid.UUID | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.runtime_execution_id is None and self.user.is_admin
+
+    def may_read(self, execution: Execution) -> bool:
+        if self.runtime_execution_id is not None:
+            return execution.id == self.runtime_execution_id
+        return self.user.is_admin or execution.user_id == self.user.id
+
+    def may_report(self, execution: Execution) -> bool:
+        """PATCH and log posts: the execution's runtime, or an administrator."""
+        return execution.id == self.runtime_execution_id or self.is_admin
+
+    def may_manage(self, execution: Execution) -> bool:
+        """Cancel and delete: the owner or an administrator."""
+        return self.runtime_execution_id is None and (
+            self.user.is_admin or execution.user_id == self.user.id
+        )
+
+
+# Running ---------------------------------------------------------------------------------
+
+
+def run(
+    script_ref: str,
+    params: dict,
+    *,
+    by: User,
+    idempotency_key: str | None = None,
+    client_header: str | None = None,
+) -> Execution:
+    """A PENDING execution, committed, with its dispatch enqueued."""
+    from gefapi.tasks.executions import dispatch_execution
+
+    if idempotency_key:
+        existing = _by_idempotency_key(by, idempotency_key)
+        if existing is not None:
+            return existing
+    script = script_service.get_visible(script_ref, by=by)
+    if script.status != ScriptStatus.SUCCESS or script.current_build_id is None:
+        raise ScriptNotBuilt(f"Script {script.slug} is not built (status {script.status})")
+    _validate_params(script, params)
+    plugin = (client_service.parse_header(client_header) or {}).get("client_type") == "qgis_plugin"
+    execution = Execution(
+        id=uuid.uuid4(),
+        script_id=script.id,
+        build_id=script.current_build_id,
+        user_id=by.id,
+        params=params,
+        is_plugin_execution=plugin,
+        idempotency_key=idempotency_key,
+    )
+    db.session.add(execution)
+    db.session.add(StatusLog(execution_id=execution.id, status_to=ExecutionStatus.PENDING))
+    if plugin and not by.is_plugin_user:
+        client_service.mark_plugin_user(by)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        existing = _by_idempotency_key(by, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    enqueue(dispatch_execution, str(execution.id))
+    db.session.commit()
+    return execution
+
+
+def _by_idempotency_key(user: User, key: str) -> Execution | None:
+    return db.session.scalar(
+        select(Execution).where(Execution.user_id == user.id, Execution.idempotency_key == key)
+    )
+
+
+def _validate_params(script: Script, params: dict) -> None:
+    if not script.params_schema:
+        return
+    validator = jsonschema.validators.validator_for(script.params_schema)(script.params_schema)
+    errors: dict[str, list[str]] = {}
+    for error in validator.iter_errors(params):
+        field = ".".join(str(part) for part in error.absolute_path) or "_schema"
+        errors.setdefault(field, []).append(error.message)
+    if errors:
+        raise ValidationError(
+            "The parameters do not match the script's params_schema", errors=errors
+        )
+
+
+# Reading ---------------------------------------------------------------------------------
+
+
+def get(execution_id: str, *, caller: Caller, for_update: bool = False) -> Execution:
+    """404 when missing, deleted, malformed or not readable by the caller."""
+    try:
+        key = uuid.UUID(execution_id)
+    except ValueError:
+        raise ExecutionNotFound(f"Execution {execution_id} not found") from None
+    query = select(Execution).where(Execution.id == key, ~Execution.deleted)
+    execution = db.session.scalar(query.with_for_update() if for_update else query)
+    if execution is None or not caller.may_read(execution):
+        raise ExecutionNotFound(f"Execution {execution_id} not found")
+    return execution
+
+
+def load_includes(executions: list[Execution], include: set[str]) -> None:
+    """One query per relation for the whole page (no per-row loading)."""
+    options = []
+    if include & {"script", "script_name"}:
+        options.append(selectinload(Execution.script))
+    if include & {"user", "user_name", "user_email"}:
+        options.append(selectinload(Execution.user))
+    if options and executions:
+        ids = [execution.id for execution in executions]
+        db.session.scalars(select(Execution).where(Execution.id.in_(ids)).options(*options)).all()
+    if "logs" in include:
+        for execution in executions:
+            execution.recent_logs = poll_logs(ExecutionLog, ExecutionLog.execution_id, execution.id)
+
+
+def list_executions(
+    *,
+    caller: Caller,
+    own_only: bool,
+    page=None,
+    per_page=None,
+    sort=None,
+    status=None,
+    script_id=None,
+    user_id=None,
+    updated_at=None,
+) -> Page:
+    query = select(Execution).where(~Execution.deleted)
+    if own_only or not caller.is_admin:
+        if user_id is not None and user_id != caller.user.id:
+            raise PermissionDenied("You may only list your own executions")
+        query = query.where(Execution.user_id == caller.user.id)
+    elif user_id is not None:
+        query = query.where(Execution.user_id == user_id)
+    if status:
+        query = query.where(Execution.status.in_(_statuses(status)))
+    if script_id is not None:
+        query = query.where(Execution.script_id == script_id)
+    if updated_at is not None:
+        # end_date >= start_date, so "start or end on or after t" is this index-friendly form.
+        query = query.where(
+            or_(
+                Execution.end_date >= updated_at,
+                and_(Execution.end_date.is_(None), Execution.start_date >= updated_at),
+            )
+        )
+    order = parse_sort(sort, SORTABLE) or list(DEFAULT_ORDER)
+    cap = current_app.config["MAX_UNPAGINATED_EXECUTIONS"]
+    return paginate(query.order_by(*order, Execution.id), page=page, per_page=per_page, cap=cap)
+
+
+def _statuses(value: str) -> list[str]:
+    names = [name.strip().upper() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ExecutionStatus.__members__]
+    if unknown:
+        raise ValidationError(
+            "Unknown status", errors={"status": [f"Unknown status: {name}" for name in unknown]}
+        )
+    return names
+
+
+def logs(execution_id: str, *, caller: Caller, start=None, last_id=None) -> list[ExecutionLog]:
+    execution = get(execution_id, caller=caller)
+    return poll_logs(
+        ExecutionLog, ExecutionLog.execution_id, execution.id, start=start, last_id=last_id
+    )
+
+
+# Reporting (the runtime, administrators) ---------------------------------------------------
+
+
+def update(execution_id: str, changes: dict, *, caller: Caller) -> Execution:
+    """Status along the state machine, progress clamped to 0-100, results size-capped.
+
+    A finished execution accepts only a repeat of what it already holds (a runtime retrying).
+    """
+    if not changes:
+        raise ValidationError("Give status, progress or results")
+    execution = get(execution_id, caller=caller, for_update=True)
+    if not caller.may_report(execution):
+        raise PermissionDenied("Only the execution's runtime or an administrator may report")
+    if "results" in changes:
+        _check_results_size(changes["results"])
+    if execution.is_finished:
+        if _changes_anything(execution, changes):
+            raise ExecutionFinished(f"Execution {execution.id} is {execution.status}")
+        return execution
+    if "results" in changes:
+        execution.results = changes["results"]
+    if "progress" in changes:
+        execution.progress = clamp_progress(changes["progress"])
+    if "status" in changes:
+        transition(execution, ExecutionStatus(changes["status"]))
+    db.session.commit()
+    return execution
+
+
+def transition(execution: Execution, status: ExecutionStatus, detail: str | None = None) -> None:
+    """Move the execution and write its status-log row; notify the owner of the outcome. No
+    commit: the caller's transaction holds both."""
+    log = execution.transition_to(status)
+    if log is None:
+        return
+    log.detail = detail
+    db.session.add(log)
+    if status in (ExecutionStatus.FINISHED, ExecutionStatus.FAILED):
+        _notify_owner(execution)
+
+
+def _notify_owner(execution: Execution) -> None:
+    from gefapi.services import email_service
+
+    owner = db.session.get(User, execution.user_id)
+    if owner is not None and owner.email_notifications_enabled and not owner.deleted:
+        email_service.send_execution_outcome(owner, execution)
+
+
+def _changes_anything(execution: Execution, changes: dict) -> bool:
+    if "status" in changes and changes["status"] != execution.status:
+        return True
+    if "results" in changes and changes["results"] != execution.results:
+        return True
+    return "progress" in changes and clamp_progress(changes["progress"]) != execution.progress
+
+
+def clamp_progress(value: float) -> int:
+    return max(0, min(100, int(value)))
+
+
+def _check_results_size(results) -> None:
+    limit = current_app.config["RESULTS_MAX_BYTES"]
+    if len(json.dumps(results, separators=(",", ":"))) > limit:
+        raise PayloadTooLarge(f"Results larger than {limit} bytes")
+
+
+def add_logs(execution_id: str, entries: list[dict], *, caller: Caller) -> list[ExecutionLog]:
+    execution = get(execution_id, caller=caller)
+    if not caller.may_report(execution):
+        raise PermissionDenied("Only the execution's runtime or an administrator may post logs")
+    now = utcnow()
+    rows = [
+        ExecutionLog(
+            execution_id=execution.id, text=entry["text"], level=entry["level"], register_date=now
+        )
+        for entry in entries
+    ]
+    db.session.add_all(rows)
+    db.session.commit()
+    return rows
+
+
+def normalise_level(level: str) -> str:
+    level = level.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in LEVELS:
+        raise ValidationError(
+            "Unknown log level", errors={"level": [f"Use one of {', '.join(sorted(LEVELS))}."]}
+        )
+    return level
+
+
+# Managing (owners, administrators) ---------------------------------------------------------
+
+
+def cancel(execution_id: str, *, caller: Caller) -> tuple[Execution, str]:
+    """Before dispatch: straight to CANCELLED. After: CANCELLING, and the stop task ends it."""
+    from gefapi.tasks.executions import stop_execution
+
+    execution = get(execution_id, caller=caller, for_update=True)
+    if not caller.may_manage(execution):
+        raise ExecutionNotFound(f"Execution {execution_id} not found")
+    previous = execution.status
+    if execution.is_finished:
+        raise ExecutionFinished(f"Execution {execution.id} is already {execution.status}")
+    if execution.status == ExecutionStatus.PENDING and execution.backend_handle is None:
+        transition(execution, ExecutionStatus.CANCELLED, detail="Cancelled before dispatch")
+    elif execution.status != ExecutionStatus.CANCELLING:
+        transition(execution, ExecutionStatus.CANCELLING)
+        enqueue(stop_execution, str(execution.id))
+    db.session.commit()
+    return execution, previous
+
+
+def delete(execution_id: str, *, caller: Caller) -> Execution:
+    execution = get(execution_id, caller=caller, for_update=True)
+    if not caller.may_manage(execution):
+        raise ExecutionNotFound(f"Execution {execution_id} not found")
+    if execution.status not in TERMINAL_STATUSES:
+        raise Conflict("Cancel the execution before deleting it", error_code="execution_running")
+    execution.deleted = True
+    db.session.commit()
+    return execution

@@ -1,0 +1,326 @@
+"""Publishing scripts: archive checks, configuration.json, visibility, builds and their logs."""
+
+import math
+import tempfile
+import uuid
+from typing import BinaryIO
+
+import jsonschema
+from flask import current_app
+from slugify import slugify
+from sqlalchemy import and_, or_, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from gefapi import archives
+from gefapi.errors import (
+    Conflict,
+    PayloadTooLarge,
+    PermissionDenied,
+    ScriptNotFound,
+    ValidationError,
+)
+from gefapi.extensions import db
+from gefapi.models import Role, Script, ScriptBuild, ScriptLog, ScriptStatus, User
+from gefapi.services.listing import Page, paginate, parse_sort, poll_logs
+from gefapi.storage import get_storage
+from gefapi.tasks import enqueue
+
+SORTABLE = {
+    "created_at": Script.created_at,
+    "updated_at": Script.updated_at,
+    "name": Script.name,
+    "slug": Script.slug,
+    "status": Script.status,
+}
+# configuration.json resource fields: Docker NanoCPUs (floats allowed) and bytes.
+RESOURCES = {
+    "cpu_reservation": (float, 64e9),
+    "cpu_limit": (float, 64e9),
+    "memory_reservation": (int, 2**40),
+    "memory_limit": (int, 2**40),
+}
+TEXT_FIELDS = {"description": 100_000, "environment": 255, "environment_version": 64}
+
+
+class SlugTaken(Conflict):
+    error_code = "script_slug_taken"
+
+
+class InvalidConfiguration(ValidationError):
+    error_code = "invalid_configuration"
+
+
+# Lookups ---------------------------------------------------------------------------------
+
+
+def visible_clause(user: User):
+    if user.is_admin:
+        return true()
+    return or_(
+        Script.user_id == user.id,
+        Script.public,
+        and_(
+            Script.restricted,
+            or_(Script.allowed_roles.any(user.role), Script.allowed_users.any(user.id)),
+        ),
+    )
+
+
+def get_visible(ref: str, *, by: User, for_update: bool = False) -> Script:
+    """By UUID or slug; 404 when missing, deleted or not visible to `by`."""
+    try:
+        condition = Script.id == uuid.UUID(ref)
+    except ValueError:
+        condition = Script.slug == ref
+    query = select(Script).where(condition, ~Script.deleted, visible_clause(by))
+    script = db.session.scalar(query.with_for_update(of=Script) if for_update else query)
+    if script is None:
+        raise ScriptNotFound(f"Script {ref} not found")
+    return script
+
+
+def get_for_change(ref: str, *, by: User) -> Script:
+    """Scripts change only by their owner or an administrator."""
+    script = get_visible(ref, by=by, for_update=True)
+    if not (by.is_admin or script.user_id == by.id):
+        raise PermissionDenied("Only the owner or an administrator may change this script")
+    return script
+
+
+def list_scripts(
+    *, by: User, page=None, per_page=None, sort=None, status=None, public=None
+) -> Page:
+    query = select(Script).where(~Script.deleted, visible_clause(by))
+    if status:
+        query = query.where(Script.status == status)
+    if public is not None:
+        query = query.where(Script.public if public else ~Script.public)
+    order = parse_sort(sort, SORTABLE) or [Script.created_at.desc()]
+    return paginate(query.order_by(*order, Script.id), page=page, per_page=per_page)
+
+
+def load_includes(scripts: list[Script], include: set[str], *, by: User) -> None:
+    """Fetch what `include` asks for, in one query per kind, never per script."""
+    from gefapi.models import Execution
+
+    ids = [script.id for script in scripts]
+    if "user" in include and ids:
+        db.session.scalars(
+            select(Script).where(Script.id.in_(ids)).options(selectinload(Script.user))
+        ).all()
+    if "logs" in include:
+        for script in scripts:
+            script.recent_logs = poll_logs(ScriptLog, ScriptLog.script_id, script.id)
+    if "executions" in include:
+        for script in scripts:
+            query = select(Execution).where(Execution.script_id == script.id, ~Execution.deleted)
+            if not by.is_admin:
+                query = query.where(Execution.user_id == by.id)
+            script.visible_executions = db.session.scalars(
+                query.order_by(Execution.start_date.desc()).limit(100)
+            ).all()
+
+
+# Publishing ------------------------------------------------------------------------------
+
+
+def create(upload: BinaryIO | None, *, by: User) -> Script:
+    if not by.has_role(Role.ADMIN):
+        raise PermissionDenied("Only administrators publish scripts")
+    with _received_archive(upload) as archive:
+        fields = configuration_fields(archives.inspect(archive, _limits()).configuration)
+        script = Script(user_id=by.id, slug=_slug(fields["name"]), **fields)
+        db.session.add(script)
+        _flush_unique_slug(script.slug)
+        return _start_build(script, archive)
+
+
+def update(ref: str, upload: BinaryIO | None, *, by: User) -> Script:
+    """A new archive for an existing script: a new build; the slug never changes."""
+    script = get_for_change(ref, by=by)
+    with _received_archive(upload) as archive:
+        fields = configuration_fields(archives.inspect(archive, _limits()).configuration)
+        for key, value in fields.items():
+            setattr(script, key, value)
+        return _start_build(script, archive)
+
+
+def _start_build(script: Script, archive: BinaryIO) -> Script:
+    from gefapi.tasks.scripts import build_script
+
+    build = ScriptBuild(
+        id=uuid.uuid4(),
+        script_id=script.id,
+        status=ScriptStatus.PENDING,
+        archive_key=f"scripts/{script.id}/{uuid.uuid4()}.tar.gz",
+    )
+    script.status = ScriptStatus.PENDING
+    script.build_error = None
+    db.session.add(build)
+    db.session.flush()
+    storage = get_storage()
+    storage.put(build.archive_key, archive)
+    enqueue(build_script, str(build.id))
+    try:
+        db.session.commit()
+    except Exception:
+        storage.delete(build.archive_key)
+        raise
+    return script
+
+
+def _flush_unique_slug(slug: str) -> None:
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if "uq_scripts_slug_active" in str(exc.orig):
+            raise SlugTaken(f"A script with the slug {slug!r} already exists") from None
+        raise
+
+
+def _slug(name: str) -> str:
+    slug = slugify(name, max_length=255)
+    if not slug:
+        raise InvalidConfiguration(
+            "The script name gives an empty slug", errors={"name": ["Use letters or digits."]}
+        )
+    return slug
+
+
+def _limits() -> archives.Limits:
+    config = current_app.config
+    return archives.Limits(
+        max_unpacked_bytes=config["SCRIPT_MAX_UNPACKED_BYTES"],
+        max_members=config["SCRIPT_MAX_MEMBERS"],
+        max_member_bytes=config["SCRIPT_MAX_UNPACKED_BYTES"],
+    )
+
+
+class _received_archive:
+    """Copy the upload into a temporary file, refusing it past SCRIPT_MAX_ARCHIVE_BYTES."""
+
+    def __init__(self, upload: BinaryIO | None):
+        if upload is None:
+            raise ValidationError(
+                "Send the archive in the multipart field 'file'",
+                errors={"file": ["Missing data for required field."]},
+            )
+        self.upload = upload
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self) -> BinaryIO:
+        limit = current_app.config["SCRIPT_MAX_ARCHIVE_BYTES"]
+        copied = 0
+        while chunk := self.upload.read(1024 * 1024):
+            copied += len(chunk)
+            if copied > limit:
+                self.file.close()
+                raise PayloadTooLarge(f"The archive is larger than {limit} bytes")
+            self.file.write(chunk)
+        self.file.seek(0)
+        return self.file
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+
+
+def configuration_fields(configuration: dict) -> dict:
+    """The Script columns that configuration.json sets, validated."""
+    errors: dict[str, list[str]] = {}
+    name = configuration.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        errors["name"] = ["Required: a non-empty string of at most 255 characters."]
+    fields = {"name": name.strip() if isinstance(name, str) else name}
+    for key, (kind, maximum) in RESOURCES.items():
+        value = configuration.get(key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            errors[key] = ["Must be a number."]
+        elif not 0 < value <= maximum:
+            errors[key] = [f"Must be above 0 and at most {maximum:g}."]
+        else:
+            fields[key] = kind(value)
+    for key, maximum in TEXT_FIELDS.items():
+        value = configuration.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > maximum):
+            errors[key] = [f"Must be a string of at most {maximum} characters."]
+        elif value is not None:
+            fields[key] = value
+    for low, high in (("cpu_reservation", "cpu_limit"), ("memory_reservation", "memory_limit")):
+        if low in fields and high in fields and fields[low] > fields[high]:
+            errors[low] = [f"Must not exceed {high}."]
+    if "params_schema" in configuration:
+        fields["params_schema"] = _params_schema(configuration["params_schema"], errors)
+    if errors:
+        raise InvalidConfiguration("configuration.json is invalid", errors=errors)
+    return fields
+
+
+def _params_schema(schema, errors: dict) -> dict | None:
+    if schema is None:
+        return None
+    try:
+        if not isinstance(schema, dict):
+            raise jsonschema.SchemaError("must be a JSON object")
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        errors["params_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+    return schema
+
+
+# Other changes ---------------------------------------------------------------------------
+
+
+def set_public(ref: str, public: bool, *, by: User) -> Script:
+    script = get_for_change(ref, by=by)
+    script.public = public
+    db.session.commit()
+    return script
+
+
+def set_access(ref: str, *, by: User, allowed_roles=None, allowed_users=None) -> Script:
+    if not by.is_admin:
+        raise PermissionDenied("Only administrators change script access")
+    script = get_for_change(ref, by=by)
+    if allowed_roles is not None:
+        script.allowed_roles = sorted(set(allowed_roles))
+    if allowed_users is not None:
+        script.allowed_users = list(dict.fromkeys(allowed_users))
+    script.restricted = bool(script.allowed_roles or script.allowed_users)
+    db.session.commit()
+    return script
+
+
+def delete(ref: str, *, by: User) -> Script:
+    """Soft delete: executions keep their history, the slug is free again."""
+    if not by.is_admin:
+        raise PermissionDenied("Only administrators delete scripts")
+    script = get_for_change(ref, by=by)
+    script.deleted = True
+    db.session.commit()
+    return script
+
+
+def open_archive(ref: str, *, by: User) -> tuple[Script, BinaryIO]:
+    script = get_visible(ref, by=by)
+    build = db.session.scalar(
+        select(ScriptBuild)
+        .where(ScriptBuild.script_id == script.id)
+        .order_by(ScriptBuild.created_at.desc())
+        .limit(1)
+    )
+    if build is None:
+        raise ScriptNotFound("This script has no archive")
+    return script, get_storage().open(build.archive_key)
+
+
+def logs(ref: str, *, by: User, start=None, last_id=None) -> list[ScriptLog]:
+    script = get_visible(ref, by=by)
+    return poll_logs(ScriptLog, ScriptLog.script_id, script.id, start=start, last_id=last_id)
