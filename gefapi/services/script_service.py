@@ -8,7 +8,7 @@ from typing import BinaryIO
 import jsonschema
 from flask import current_app
 from slugify import slugify
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import Uuid, and_, any_, literal, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -62,7 +62,10 @@ def visible_clause(user: User):
         Script.public,
         and_(
             Script.restricted,
-            or_(Script.allowed_roles.any(user.role), Script.allowed_users.any(user.id)),
+            or_(
+                literal(user.role) == any_(Script.allowed_roles),
+                literal(user.id, Uuid) == any_(Script.allowed_users),
+            ),
         ),
     )
 
