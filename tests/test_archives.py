@@ -41,31 +41,57 @@ def hostile(extra):
 HOSTILE = {
     "absolute path": (hostile(lambda t: member(t, "/etc/cron.d/evil", b"x")), 400),
     "dot-dot path": (hostile(lambda t: member(t, "src/../../evil.py", b"x")), 400),
-    "symlink out": (hostile(lambda t: member(t, "src/data", type=tarfile.SYMTYPE,
-                                             linkname="../../../etc/passwd")), 400),
-    "absolute symlink": (hostile(lambda t: member(t, "src/data", type=tarfile.SYMTYPE,
-                                                  linkname="/etc/passwd")), 400),
-    "hardlink out": (hostile(lambda t: member(t, "src/data", type=tarfile.LNKTYPE,
-                                              linkname="../outside")), 400),
-    "device": (hostile(lambda t: member(t, "src/dev", type=tarfile.CHRTYPE, devmajor=1,
-                                        devminor=3)), 400),
+    "symlink out": (
+        hostile(
+            lambda t: member(t, "src/data", type=tarfile.SYMTYPE, linkname="../../../etc/passwd")
+        ),
+        400,
+    ),
+    "absolute symlink": (
+        hostile(lambda t: member(t, "src/data", type=tarfile.SYMTYPE, linkname="/etc/passwd")),
+        400,
+    ),
+    "hardlink out": (
+        hostile(lambda t: member(t, "src/data", type=tarfile.LNKTYPE, linkname="../outside")),
+        400,
+    ),
+    "device": (
+        hostile(lambda t: member(t, "src/dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)),
+        400,
+    ),
     "fifo": (hostile(lambda t: member(t, "src/fifo", type=tarfile.FIFOTYPE)), 400),
     "not gzip": (b"PK\x03\x04 this is a zip", 400),
     "gzip but not tar": (gzip.compress(b"hello " * 1000), 400),
     "truncated": (script_archive()[:200], 400),
     "no configuration": (script_archive(omit=("configuration.json",)), 400),
     "no main": (script_archive(omit=("src/main.py",)), 400),
-    "configuration not json": (tar_gz(lambda t: [member(t, "configuration.json", b"{nope"),
-                                                 member(t, "requirements.txt"),
-                                                 member(t, "src/main.py", b"")]), 400),
+    "configuration not json": (
+        tar_gz(
+            lambda t: [
+                member(t, "configuration.json", b"{nope"),
+                member(t, "requirements.txt"),
+                member(t, "src/main.py", b""),
+            ]
+        ),
+        400,
+    ),
     "configuration a list": (script_archive(configuration=[]), 400),
-    "nested folder": (tar_gz(lambda t: [member(t, "proj/configuration.json", b'{"name":"x"}'),
-                                        member(t, "proj/requirements.txt"),
-                                        member(t, "proj/src/main.py", b"")]), 400),
+    "nested folder": (
+        tar_gz(
+            lambda t: [
+                member(t, "proj/configuration.json", b'{"name":"x"}'),
+                member(t, "proj/requirements.txt"),
+                member(t, "proj/src/main.py", b""),
+            ]
+        ),
+        400,
+    ),
     "huge member": (hostile(lambda t: member(t, "src/big.bin", b"\0" * 2_000_000)), 413),
-    "too many members": (hostile(lambda t: [member(t, f"src/f{i}.py", b"") for i in range(60)]),
-                         413),
-}  # fmt: skip
+    "too many members": (
+        hostile(lambda t: [member(t, f"src/f{i}.py", b"") for i in range(60)]),
+        413,
+    ),
+}
 
 
 @pytest.fixture
@@ -88,8 +114,9 @@ def test_hostile_archive_is_refused_and_leaves_nothing(
         assert db.session.scalar(db.select(db.func.count()).select_from(ScriptBuild)) == 0
 
 
-def test_gzip_bomb_stops_at_the_unpacked_cap(client, make_user, auth, app, storage_dir,
-                                             small_limits):  # fmt: skip
+def test_gzip_bomb_stops_at_the_unpacked_cap(
+    client, make_user, auth, app, storage_dir, small_limits
+):
     """A member declaring a small size cannot hide more data; a huge one is refused unread."""
     bomb = hostile(lambda t: member(t, "src/zeros.bin", b"\0" * 5_000_000))
     assert len(bomb) < 20_000
@@ -110,8 +137,9 @@ def test_links_inside_the_archive_are_fine(client, make_user, auth):
 
 
 def test_extract_stays_inside_a_fresh_folder(tmp_path):
-    archive = io.BytesIO(hostile(lambda t: member(t, "src/alias.py", type=tarfile.SYMTYPE,
-                                                  linkname="main.py")))  # fmt: skip
+    archive = io.BytesIO(
+        hostile(lambda t: member(t, "src/alias.py", type=tarfile.SYMTYPE, linkname="main.py"))
+    )
     destination = tmp_path / "build"
     destination.mkdir()
     archives.extract(archive, str(destination), LIMITS)

@@ -15,8 +15,9 @@ def publish(client, headers, archive=None, filename="download-data 2_3_2.tar.gz"
     archive = archive if archive is not None else script_archive()
     method = client.patch if ref else client.post
     path = f"/api/v1/script/{ref}" if ref else "/api/v1/script"
-    return method(path, data=upload(archive, filename), headers=headers,
-                  content_type="multipart/form-data")  # fmt: skip
+    return method(
+        path, data=upload(archive, filename), headers=headers, content_type="multipart/form-data"
+    )
 
 
 @pytest.fixture
@@ -25,10 +26,16 @@ def admin(make_user):
 
 
 def test_publish_stores_the_archive_and_enqueues_a_build(client, admin, auth, sent_tasks, app):
-    configuration = {"name": "productivity 2_3_2", "description": "NDVI trends",
-                     "environment": "trends.earth-environment", "environment_version": "2.3.0",
-                     "cpu_reservation": 5e8, "cpu_limit": 1000000000.0,
-                     "memory_reservation": 2000000000.0, "memory_limit": 4e9}  # fmt: skip
+    configuration = {
+        "name": "productivity 2_3_2",
+        "description": "NDVI trends",
+        "environment": "trends.earth-environment",
+        "environment_version": "2.3.0",
+        "cpu_reservation": 5e8,
+        "cpu_limit": 1000000000.0,
+        "memory_reservation": 2000000000.0,
+        "memory_limit": 4e9,
+    }
     archive = script_archive(configuration)
     script = data(publish(client, auth(admin), archive))
     assert script["slug"] == "productivity-2-3-2"
@@ -87,8 +94,12 @@ def test_invalid_configuration_is_400(client, admin, auth, app, configuration, f
 
 
 def test_publish_needs_the_file_field_and_multipart(client, admin, auth):
-    response = client.post("/api/v1/script", data={"other": (io.BytesIO(b"x"), "a.tar.gz")},
-                           headers=auth(admin), content_type="multipart/form-data")  # fmt: skip
+    response = client.post(
+        "/api/v1/script",
+        data={"other": (io.BytesIO(b"x"), "a.tar.gz")},
+        headers=auth(admin),
+        content_type="multipart/form-data",
+    )
     assert "file" in assert_error(response, 400)["errors"]
     assert_error(client.post("/api/v1/script", json={"file": "x"}, headers=auth(admin)), 415)
 
@@ -113,15 +124,17 @@ def test_visibility(client, make_user, make_script, auth):
     public = make_script(owner, name="public one", public=True)
     by_role = make_script(owner, name="by role", restricted=True, allowed_roles=["USER"])
     by_user = make_script(owner, name="by user", restricted=True, allowed_users=[other.id])
-    not_listed = make_script(owner, name="restricted elsewhere", restricted=True,
-                             allowed_roles=["SUPERADMIN"])  # fmt: skip
+    not_listed = make_script(
+        owner, name="restricted elsewhere", restricted=True, allowed_roles=["SUPERADMIN"]
+    )
     seen = {s["id"] for s in data(client.get("/api/v1/script", headers=auth(other)))}
     assert seen == {str(public.id), str(by_role.id), str(by_user.id)}
     for hidden in (private, not_listed):
         assert_error(client.get(f"/api/v1/script/{hidden.id}", headers=auth(other)), 404)
         assert_error(client.get(f"/api/v1/script/{hidden.slug}/log", headers=auth(other)), 404)
-        assert_error(client.post(f"/api/v1/script/{hidden.slug}/run", json={}, headers=auth(other)),
-                     404)  # fmt: skip
+        assert_error(
+            client.post(f"/api/v1/script/{hidden.slug}/run", json={}, headers=auth(other)), 404
+        )
     everything = {s["id"] for s in data(client.get("/api/v1/script", headers=auth(admin)))}
     assert everything >= {str(s.id) for s in (private, public, by_role, by_user, not_listed)}
 
@@ -168,8 +181,12 @@ def test_build_log_polling(client, admin, auth, make_script, app):
     script = make_script(admin, status=ScriptStatus.BUILDING)
     base = utcnow() - timedelta(minutes=5)
     with app.app_context():
-        rows = [ScriptLog(script_id=script.id, text=f"Step {i}", register_date=base + timedelta(seconds=i))
-                for i in range(5)]  # fmt: skip
+        rows = [
+            ScriptLog(
+                script_id=script.id, text=f"Step {i}", register_date=base + timedelta(seconds=i)
+            )
+            for i in range(5)
+        ]
         db.session.add_all(rows)
         db.session.commit()
         ids = [row.id for row in rows]
