@@ -106,10 +106,12 @@ def optional_login(view):
 
 
 def caller() -> User | None:
+    """The logged-in user, or None; an execution's runtime token counts as nobody here."""
     try:
-        return current_user._get_current_object()
+        user = current_user._get_current_object()
     except RuntimeError:
         return None
+    return None if get_jwt().get("scope") == EXECUTION_SCOPE else user
 
 
 def require_role(user: User, role: Role) -> None:

@@ -10,6 +10,25 @@ from gefapi.services import auth_service, passwords
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(build_environment)
+
+
+@click.command("build-environment")
+def build_environment() -> None:
+    """Build ENVIRONMENT_IMAGE (FROM BASE_IMAGE) that script images build on."""
+    from gefapi.executors import docker_client
+    from gefapi.executors.images import build_environment_image
+
+    config = current_app.config
+    build_environment_image(
+        docker_client(config),
+        tag=config["ENVIRONMENT_IMAGE"],
+        base_image=config["BASE_IMAGE"],
+        ca_bundle=config["BUILD_CA_BUNDLE"],
+        network=config["BUILD_NETWORK"],
+        on_line=click.echo,
+    )
+    click.echo(f"Built {config['ENVIRONMENT_IMAGE']} from {config['BASE_IMAGE']}")
 
 
 @click.command("create-admin")

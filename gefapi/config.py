@@ -74,6 +74,28 @@ class Config:
     SCRIPT_MAX_MEMBERS = env_int("SCRIPT_MAX_MEMBERS", 2000)
     RESULTS_MAX_BYTES = env_int("RESULTS_MAX_BYTES", 10 * 1024 * 1024)
     EXECUTION_MAX_RUNTIME_SECONDS = env_int("EXECUTION_MAX_RUNTIME_SECONDS", 24 * 3600)
+    EXECUTION_MAX_QUEUE_SECONDS = env_int("EXECUTION_MAX_QUEUE_SECONDS", 24 * 3600)
+    EXECUTION_MAX_PER_USER = env_int("EXECUTION_MAX_PER_USER", 5)
+    # A container that exited without reporting gets this long for its last PATCH to land.
+    EXECUTION_REPORT_GRACE_SECONDS = env_int("EXECUTION_REPORT_GRACE_SECONDS", 10)
+    RECONCILE_SECONDS = float(env_str("RECONCILE_SECONDS", "15"))
+
+    # Container engine.
+    EXECUTION_BACKEND = env_str("EXECUTION_BACKEND", "auto")
+    EXECUTION_NETWORK = env_str("EXECUTION_NETWORK")
+    EXECUTION_API_URL = env_str("EXECUTION_API_URL") or f"http://127.0.0.1:{PORT}"
+    ENVIRONMENT_IMAGE = env_str("ENVIRONMENT_IMAGE", "gefapi/environment:latest")
+    BASE_IMAGE = env_str("BASE_IMAGE", "python:3.11-slim")
+    REGISTRY_URL = env_str("REGISTRY_URL")
+    BUILD_CA_BUNDLE = env_str("BUILD_CA_BUNDLE")
+    BUILD_NETWORK = env_str("BUILD_NETWORK")
+    DOCKER_HOST = env_str("DOCKER_HOST")
+    DOCKER_TIMEOUT_SECONDS = env_int("DOCKER_TIMEOUT_SECONDS", 120)
+    # Legacy environment images log in with these (CONTRACT section 9); off unless both are set.
+    LEGACY_ENVIRONMENT_PASSWORD = env_str("API_ENVIRONMENT_USER_PASSWORD")
+    PARAMS_S3_BUCKET = env_str("PARAMS_S3_BUCKET")
+    PARAMS_S3_PREFIX = env_str("PARAMS_S3_PREFIX", "params")
+    S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
 
     # Login throttling: the first lock lasts LOGIN_LOCK_MINUTES and doubles per further
     # batch of failures, up to LOGIN_LOCK_MAX_MINUTES. Never permanent.
@@ -123,7 +145,13 @@ class Config:
     @classmethod
     def celery(cls, config) -> dict:
         broker = config.get("CELERY_BROKER_URL") or config.get("REDIS_URL")
+        every = config.get("RECONCILE_SECONDS", 15)
         return {
+            "beat_schedule": {
+                "reconcile": {"task": "executions.reconcile", "schedule": every},
+                "dispatch-waiting": {"task": "executions.dispatch_waiting", "schedule": every},
+                "purge-tokens": {"task": "tokens.purge_expired", "schedule": 3600.0},
+            },
             "broker_url": broker,
             "task_ignore_result": True,
             "task_acks_late": True,

@@ -147,14 +147,13 @@ class ExecutionLogs(MethodView):
 def log_entries(body) -> list[dict]:
     from flask import current_app
 
-    if isinstance(body, dict):
-        body = [body]
-    if not isinstance(body, list) or not body:
+    single = isinstance(body, dict)
+    if not single and (not isinstance(body, list) or not body):
         raise ValidationError("Send a log object {text, level} or a non-empty array of them")
-    if len(body) > current_app.config["MAX_LOG_BATCH"]:
+    if not single and len(body) > current_app.config["MAX_LOG_BATCH"]:
         raise PayloadTooLarge(f"At most {current_app.config['MAX_LOG_BATCH']} lines per request")
     try:
-        entries = LogEntrySchema(many=True).load(body)
+        entries = [LogEntrySchema().load(body)] if single else LogEntrySchema(many=True).load(body)
     except SchemaError as exc:
         raise ValidationError("Invalid log lines", errors=exc.normalized_messages()) from None
     for entry in entries:

@@ -319,9 +319,12 @@ def open_archive(ref: str, *, by: User) -> tuple[Script, BinaryIO]:
         .order_by(ScriptBuild.created_at.desc())
         .limit(1)
     )
-    if build is None:
-        raise ScriptNotFound("This script has no archive")
-    return script, get_storage().open(build.archive_key)
+    try:
+        if build is None:
+            raise FileNotFoundError(script.id)
+        return script, get_storage().open(build.archive_key)
+    except FileNotFoundError:
+        raise ScriptNotFound("This script has no stored archive") from None
 
 
 def logs(ref: str, *, by: User, start=None, last_id=None) -> list[ScriptLog]:

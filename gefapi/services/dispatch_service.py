@@ -1,0 +1,261 @@
+"""Executions on the container engine: dispatch (with per-user limits), stop, and reconciling
+what the database believes with what the engine shows. Every step is idempotent."""
+
+import logging
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from gefapi.executors import get_backend
+from gefapi.executors.base import BackendError, BackendUnavailable, RunSpec, RunState, RunStatus
+from gefapi.extensions import db
+from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptBuild, User
+from gefapi.models.base import utcnow
+from gefapi.services import auth_service
+from gefapi.services.execution_service import transition
+
+log = logging.getLogger(__name__)
+S = ExecutionStatus
+ACTIVE = (S.READY, S.RUNNING, S.CANCELLING)
+LAST_LINES = 30
+
+
+def service_name(execution_id) -> str:
+    return f"gefapi-execution-{execution_id}"
+
+
+def _locked(execution_id) -> Execution | None:
+    """The row, locked; None if another worker holds it."""
+    return db.session.scalar(
+        select(Execution)
+        .where(Execution.id == uuid.UUID(str(execution_id)))
+        .with_for_update(skip_locked=True)
+    )
+
+
+# Dispatch ----------------------------------------------------------------------------------
+
+
+def dispatch(execution_id: str) -> None:
+    execution = _locked(execution_id)
+    if execution is None or execution.status != S.PENDING:
+        db.session.rollback()
+        return
+    user = db.session.scalar(select(User).where(User.id == execution.user_id).with_for_update())
+    if not _has_free_slot(user) or _queued_ahead(execution):
+        if execution.queued_at is None:
+            execution.queued_at = utcnow()
+        db.session.commit()
+        return
+    try:
+        handle = get_backend().start(run_spec(execution))
+    except BackendUnavailable:
+        db.session.rollback()
+        raise
+    except BackendError as exc:
+        _fail(execution, f"The execution could not be started: {exc}")
+        db.session.commit()
+        return
+    execution.backend_handle = handle
+    execution.dispatched_at = utcnow()
+    transition(execution, S.READY)
+    db.session.commit()
+
+
+def _has_free_slot(user: User) -> bool:
+    limit = user.max_concurrent_executions or current_app.config["EXECUTION_MAX_PER_USER"]
+    active = db.session.scalar(
+        select(func.count())
+        .select_from(Execution)
+        .where(Execution.user_id == user.id, Execution.status.in_(ACTIVE))
+    )
+    return active < limit
+
+
+def _queued_ahead(execution: Execution) -> bool:
+    """FIFO per user: an older execution still waiting goes first."""
+    return (
+        db.session.scalar(
+            select(Execution.id)
+            .where(
+                Execution.user_id == execution.user_id,
+                Execution.status == S.PENDING,
+                Execution.start_date < execution.start_date,
+                Execution.id != execution.id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def run_spec(execution: Execution) -> RunSpec:
+    script = db.session.get(Script, execution.script_id)
+    build = db.session.get(ScriptBuild, execution.build_id)
+    return RunSpec(
+        name=service_name(execution.id),
+        image=build.image,
+        env=runtime_env(execution),
+        cpu_reservation=script.cpu_reservation,
+        cpu_limit=script.cpu_limit,
+        memory_reservation=script.memory_reservation,
+        memory_limit=script.memory_limit,
+        labels={"gefapi.execution": str(execution.id), "gefapi.script": str(script.id)},
+    )
+
+
+def runtime_env(execution: Execution) -> dict[str, str]:
+    """CONTRACT section 9: what the code in the container receives, and nothing else."""
+    config = current_app.config
+    env = {
+        "EXECUTION_ID": str(execution.id),
+        "API_URL": config["EXECUTION_API_URL"].rstrip("/"),
+        "API_TOKEN": auth_service.runtime_token(execution),
+        "ENV": "prod",
+    }
+    if config.get("API_ENVIRONMENT_USER") and config.get("LEGACY_ENVIRONMENT_PASSWORD"):
+        env["API_USER"] = config["API_ENVIRONMENT_USER"]
+        env["API_PASSWORD"] = config["LEGACY_ENVIRONMENT_PASSWORD"]
+    if config.get("PARAMS_S3_BUCKET"):
+        from gefapi.storage.params import write_params
+
+        write_params(config, execution)
+        env["PARAMS_S3_BUCKET"] = config["PARAMS_S3_BUCKET"]
+        env["PARAMS_S3_PREFIX"] = config["PARAMS_S3_PREFIX"]
+    return env
+
+
+def dispatch_waiting() -> None:
+    """Periodic: executions waiting for a slot, or whose dispatch message was lost."""
+    stale = utcnow() - timedelta(seconds=60)
+    waiting = db.session.scalars(
+        select(Execution.id)
+        .where(
+            Execution.status == S.PENDING,
+            Execution.queued_at.is_not(None) | (Execution.start_date < stale),
+        )
+        .order_by(Execution.start_date)
+        .limit(200)
+    ).all()
+    db.session.rollback()
+    for execution_id in waiting:
+        dispatch(str(execution_id))
+
+
+# Stop --------------------------------------------------------------------------------------
+
+
+def stop(execution_id: str) -> None:
+    """Ends a CANCELLING execution: the container is removed, then the status is CANCELLED."""
+    execution = _locked(execution_id)
+    if execution is None or execution.status != S.CANCELLING:
+        db.session.rollback()
+        return
+    if execution.backend_handle:
+        get_backend().remove(execution.backend_handle)
+        execution.backend_handle = None
+    transition(execution, S.CANCELLED, detail="Stopped on request")
+    _log(execution, "Cancelled: the container was stopped.", "INFO")
+    db.session.commit()
+
+
+# Reconcile ---------------------------------------------------------------------------------
+
+
+def reconcile() -> None:
+    """Periodic: compare every dispatched, unfinished execution with the engine."""
+    config = current_app.config
+    ids = db.session.scalars(
+        select(Execution.id).where(
+            Execution.status.in_(ACTIVE)
+            | (
+                Execution.status.in_([S.FINISHED, S.FAILED, S.CANCELLED])
+                & Execution.backend_handle.is_not(None)
+            )
+        )
+    ).all()
+    db.session.rollback()
+    for execution_id in ids:
+        try:
+            reconcile_one(str(execution_id))
+        except BackendUnavailable:
+            db.session.rollback()
+            log.warning("Container engine unavailable; reconciling later")
+            return
+    _expire_queue(config["EXECUTION_MAX_QUEUE_SECONDS"])
+
+
+def reconcile_one(execution_id: str) -> None:
+    execution = _locked(execution_id)
+    if execution is None or execution.backend_handle is None:
+        db.session.rollback()
+        return
+    backend = get_backend()
+    if execution.is_finished:
+        backend.remove(execution.backend_handle)
+        execution.backend_handle = None
+        db.session.commit()
+        return
+    if execution.status == S.CANCELLING:
+        db.session.rollback()
+        stop(execution_id)
+        return
+    status = backend.status(execution.backend_handle)
+    if status.state == RunState.MISSING:
+        _fail(execution, "The execution's container disappeared without reporting.")
+        execution.backend_handle = None
+    elif status.state == RunState.EXITED and _grace_over(status):
+        _fail_exited(execution, status, backend.logs(execution.backend_handle, LAST_LINES))
+        backend.remove(execution.backend_handle)
+        execution.backend_handle = None
+    elif _over_runtime(execution):
+        limit = current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"]
+        backend.remove(execution.backend_handle)
+        execution.backend_handle = None
+        _fail(execution, f"Stopped: the execution ran longer than the maximum of {limit} s.")
+    db.session.commit()
+
+
+def _grace_over(status: RunStatus) -> bool:
+    grace = timedelta(seconds=current_app.config["EXECUTION_REPORT_GRACE_SECONDS"])
+    return status.finished_at is None or utcnow() - status.finished_at > grace
+
+
+def _over_runtime(execution: Execution) -> bool:
+    limit = timedelta(seconds=current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"])
+    return utcnow() - (execution.dispatched_at or execution.start_date) > limit
+
+
+def _fail_exited(execution: Execution, status: RunStatus, last_lines: list[str]) -> None:
+    for line in last_lines:
+        _log(execution, line, "ERROR")
+    if status.out_of_memory or status.exit_code == 137:
+        limit = db.session.get(Script, execution.script_id).memory_limit
+        reason = f"The execution ran out of memory (limit {limit} bytes) and was killed."
+    else:
+        reason = f"The execution's container exited (code {status.exit_code}) without reporting."
+    _fail(execution, reason)
+
+
+def _fail(execution: Execution, reason: str) -> None:
+    _log(execution, reason, "ERROR")
+    transition(execution, S.FAILED, detail=reason)
+
+
+def _log(execution: Execution, text: str, level: str) -> None:
+    db.session.add(ExecutionLog(execution_id=execution.id, text=text[:10_000], level=level))
+
+
+def _expire_queue(max_seconds: int) -> None:
+    cutoff = utcnow() - timedelta(seconds=max_seconds)
+    expired = db.session.scalars(
+        select(Execution)
+        .where(Execution.status == S.PENDING, Execution.start_date < cutoff)
+        .with_for_update(skip_locked=True)
+        .limit(500)
+    ).all()
+    for execution in expired:
+        _fail(execution, f"Waited longer than {max_seconds} s for a free slot; not started.")
+    db.session.commit()
