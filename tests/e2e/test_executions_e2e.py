@@ -133,7 +133,7 @@ def test_publish_streams_build_lines_then_succeeds(admin):
             seen_while_building = True
         if status in ("SUCCESS", "FAIL"):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert status == "SUCCESS", lines
     assert seen_while_building, "build output must be visible while the build runs"
     assert lines[0] == "Build started." and lines[-1] == "Build successful."
