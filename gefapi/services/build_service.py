@@ -3,7 +3,6 @@
 import logging
 import shutil
 import tempfile
-import time
 import uuid
 
 from flask import current_app
@@ -17,19 +16,16 @@ from gefapi.models.base import utcnow
 from gefapi.storage import get_storage
 
 log = logging.getLogger(__name__)
-FLUSH_SECONDS = 0.5
 
 
 class LogWriter:
-    """Build output into script_logs, committed in small batches so pollers see it live."""
+    """Build output into script_logs, a commit per line so pollers see it as it comes."""
 
     def __init__(self, script_id: uuid.UUID, build_id: uuid.UUID):
         self.script_id, self.build_id = script_id, build_id
-        self.pending: list[ScriptLog] = []
-        self.flushed_at = time.monotonic()
 
     def __call__(self, text: str) -> None:
-        self.pending.append(
+        db.session.add(
             ScriptLog(
                 script_id=self.script_id,
                 build_id=self.build_id,
@@ -37,15 +33,7 @@ class LogWriter:
                 register_date=utcnow(),
             )
         )
-        if time.monotonic() - self.flushed_at > FLUSH_SECONDS or len(self.pending) >= 100:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            db.session.add_all(self.pending)
-            db.session.commit()
-            self.pending = []
-        self.flushed_at = time.monotonic()
+        db.session.commit()
 
 
 def image_name(script: Script, build: ScriptBuild) -> str:
@@ -66,24 +54,22 @@ def build(build_id: str) -> None:
         return  # built already, or another worker holds it
     script = db.session.get(Script, build.script_id)
     build.status, build.started_at = ScriptStatus.BUILDING, utcnow()
-    latest = _is_latest(build)
-    if latest:
+    if _is_latest(build):
         script.status = ScriptStatus.BUILDING
     db.session.add(ScriptLog(script_id=script.id, build_id=build.id, text="Build started."))
     db.session.commit()
-    writer = LogWriter(script.id, build.id)
     try:
-        result = _run_build(build, script, writer)
+        result = _run_build(build, script, LogWriter(script.id, build.id))
     except BackendUnavailable:
-        _reset(build)
+        _reset(build.id)
         raise
-    except BackendError as exc:
-        writer.flush()
-        _finish(build, script, ok=False, error=str(exc) or exc.__class__.__name__)
+    except Exception as exc:
+        if not isinstance(exc, BackendError):
+            log.exception("Build %s failed unexpectedly", build_id)
+        db.session.rollback()
+        _finish(build.id, ok=False, error=str(exc) or exc.__class__.__name__)
         return
-    writer.flush()
-    build.image, build.image_digest = result.image, result.digest
-    _finish(build, script, ok=True)
+    _finish(build.id, ok=True, image=result.image, digest=result.digest)
 
 
 def _run_build(build: ScriptBuild, script: Script, writer: LogWriter):
@@ -113,32 +99,34 @@ def _is_latest(build: ScriptBuild) -> bool:
     return newest == build.id
 
 
-def _finish(build: ScriptBuild, script: Script, *, ok: bool, error: str | None = None) -> None:
+def _finish(
+    build_id: uuid.UUID, *, ok: bool, error: str | None = None, image=None, digest=None
+) -> None:
     build = db.session.scalar(
-        select(ScriptBuild).where(ScriptBuild.id == build.id).with_for_update()
+        select(ScriptBuild).where(ScriptBuild.id == build_id).with_for_update()
     )
-    script = db.session.scalar(select(Script).where(Script.id == script.id).with_for_update())
+    script = db.session.scalar(select(Script).where(Script.id == build.script_id).with_for_update())
     build.status = ScriptStatus.SUCCESS if ok else ScriptStatus.FAIL
     build.finished_at, build.error = utcnow(), error
+    build.image, build.image_digest = image, digest
     if _is_latest(build):
         script.status = build.status
         script.build_error = error
-    if ok:
-        current = (
-            db.session.get(ScriptBuild, script.current_build_id)
-            if script.current_build_id
-            else None
-        )
-        if current is None or current.created_at <= build.created_at:
-            script.current_build_id = build.id
+    if ok and _newer_than_current(build, script):
+        script.current_build_id = build.id
     text = "Build successful." if ok else f"Build failed: {error}"
     db.session.add(ScriptLog(script_id=script.id, build_id=build.id, text=text))
     db.session.commit()
 
 
-def _reset(build: ScriptBuild) -> None:
+def _newer_than_current(build: ScriptBuild, script: Script) -> bool:
+    if script.current_build_id is None:
+        return True
+    return db.session.get(ScriptBuild, script.current_build_id).created_at <= build.created_at
+
+
+def _reset(build_id: uuid.UUID) -> None:
     """The engine was unreachable: leave the build PENDING for the retry."""
     db.session.rollback()
-    stored = db.session.get(ScriptBuild, build.id)
-    stored.status = ScriptStatus.PENDING
+    db.session.get(ScriptBuild, build_id).status = ScriptStatus.PENDING
     db.session.commit()

@@ -1,14 +1,16 @@
 from celery import shared_task
 
+from gefapi.tasks.scripts import RETRY
 
-@shared_task(name="executions.dispatch", acks_late=True)
+
+@shared_task(name="executions.dispatch", acks_late=True, **RETRY)
 def dispatch_execution(execution_id: str) -> None:
     from gefapi.services import dispatch_service
 
     dispatch_service.dispatch(execution_id)
 
 
-@shared_task(name="executions.stop", acks_late=True)
+@shared_task(name="executions.stop", acks_late=True, **RETRY)
 def stop_execution(execution_id: str) -> None:
     from gefapi.services import dispatch_service
 

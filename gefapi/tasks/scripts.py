@@ -1,7 +1,11 @@
 from celery import shared_task
 
+from gefapi.executors.base import BackendUnavailable
 
-@shared_task(name="scripts.build", acks_late=True)
+RETRY = {"autoretry_for": (BackendUnavailable,), "retry_backoff": True, "max_retries": 20}
+
+
+@shared_task(name="scripts.build", acks_late=True, **RETRY)
 def build_script(build_id: str) -> None:
     from gefapi.services import build_service
 

@@ -118,8 +118,10 @@ def services(execution_id: str) -> list:
 
 
 def test_publish_streams_build_lines_then_succeeds(admin):
+    # A fresh requirements file (the comment) defeats Docker's layer cache: pip really runs.
+    requirements = f"six\n# {time.time_ns()}\n"
     script = admin.publish(
-        archive("ok", f"e2e stream {time.time_ns()}", requirements="six\n"),
+        archive("ok", f"e2e stream {time.time_ns()}", requirements=requirements),
         name="download-data 2_3_2.tar.gz",
     )
     seen_while_building, last_id, lines = False, 0, []
@@ -133,7 +135,7 @@ def test_publish_streams_build_lines_then_succeeds(admin):
             seen_while_building = True
         if status in ("SUCCESS", "FAIL"):
             break
-        time.sleep(0.05)
+        time.sleep(0.1)
     assert status == "SUCCESS", lines
     assert seen_while_building, "build output must be visible while the build runs"
     assert lines[0] == "Build started." and lines[-1] == "Build successful."
