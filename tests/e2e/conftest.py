@@ -152,6 +152,7 @@ class Stack:
 
 
 def remove_execution_containers() -> None:
+    """Services, containers and script images the tests made."""
     import docker
 
     client = docker.from_env(version="auto")
@@ -159,6 +160,10 @@ def remove_execution_containers() -> None:
         service.remove()
     for container in client.containers.list(all=True, filters={"label": "gefapi.execution"}):
         container.remove(force=True)
+    for image in client.images.list(filters={"label": "gefapi.build"}):
+        client.images.remove(image.id, force=True)
+    for image in client.images.list(name="gefapi/contract"):
+        client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="session")

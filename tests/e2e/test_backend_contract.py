@@ -16,7 +16,7 @@ from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
 from tests.e2e.conftest import base_image, remove_execution_containers
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
 ENVIRONMENT = "gefapi/environment:contract"
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
