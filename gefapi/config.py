@@ -147,10 +147,23 @@ class Config:
         broker = config.get("CELERY_BROKER_URL") or config.get("REDIS_URL")
         every = config.get("RECONCILE_SECONDS", 15)
         return {
+            # A periodic run that waits longer than its period is dropped, not piled up.
             "beat_schedule": {
-                "reconcile": {"task": "executions.reconcile", "schedule": every},
-                "dispatch-waiting": {"task": "executions.dispatch_waiting", "schedule": every},
-                "purge-tokens": {"task": "tokens.purge_expired", "schedule": 3600.0},
+                "reconcile": {
+                    "task": "executions.reconcile",
+                    "schedule": every,
+                    "options": {"expires": every},
+                },
+                "dispatch-waiting": {
+                    "task": "executions.dispatch_waiting",
+                    "schedule": every,
+                    "options": {"expires": every},
+                },
+                "purge-tokens": {
+                    "task": "tokens.purge_expired",
+                    "schedule": 3600.0,
+                    "options": {"expires": 3600.0},
+                },
             },
             "broker_url": broker,
             "task_ignore_result": True,

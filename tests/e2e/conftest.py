@@ -162,8 +162,6 @@ def remove_execution_containers() -> None:
         container.remove(force=True)
     for image in client.images.list(filters={"label": "gefapi.build"}):
         client.images.remove(image.id, force=True)
-    for image in client.images.list(name="gefapi/contract"):
-        client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from gefapi.executors.docker import DockerBackend
 from gefapi.executors.images import ImageBuilder, build_environment_image
 from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
-from tests.e2e.conftest import base_image, remove_execution_containers
+from tests.e2e.conftest import base_image
 
-pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
+pytestmark = pytest.mark.docker
 ENVIRONMENT = "gefapi/environment:contract"
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
@@ -34,7 +34,12 @@ def client():
         on_line=lambda line: None,
     )
     yield client
-    remove_execution_containers()
+    for service in client.services.list(filters={"label": "gefapi.contract"}):
+        service.remove()
+    for container in client.containers.list(all=True, filters={"label": "gefapi.contract"}):
+        container.remove(force=True)
+    for image in client.images.list(name="gefapi/contract"):
+        client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(params=["swarm", "docker"])
@@ -55,7 +60,7 @@ def spec(command: str, **resources) -> RunSpec:
         image=ENVIRONMENT,
         env={"GREETING": "hello"},
         command=["python", "-c", command],
-        labels={"gefapi.execution": "contract"},
+        labels={"gefapi.contract": "yes"},
         **resources,
     )
 

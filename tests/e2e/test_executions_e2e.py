@@ -8,7 +8,7 @@ import pytest
 
 from tests.archives import script_archive
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group("docker")]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 SCRIPTS = {
     "ok": """
