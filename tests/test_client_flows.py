@@ -179,3 +179,44 @@ def test_original_web_ui_changes_password_with_repeat(client, make_user):
     assert response.status_code == 200
     relogin = client.post("/auth", json={"email": user.email, "password": "another long secret"})
     assert relogin.status_code == 200
+
+
+def test_cli_publish_tail_and_republish(client, make_user, login, app):
+    """tecli publish: multipart `file` named like "<name>.tar.gz" (spaces kept), `data.id` written
+    back, logs tailed with ?last-id=, then PATCH with the id from configuration.json."""
+    from gefapi.extensions import db
+    from gefapi.models import Role, ScriptLog
+    from tests.archives import script_archive, upload
+
+    admin = make_user(Role.ADMIN)
+    headers = {"Authorization": f"Bearer {login(admin)['access_token']}"}
+    archive = script_archive({"name": "download-data 2_3_2"})
+    response = client.post(
+        "/api/v1/script",
+        data=upload(archive, "download-data 2_3_2.tar.gz"),
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    script_id = response.get_json()["data"]["id"]
+    info = client.get(f"/api/v1/script/{script_id}?include=logs", headers=headers).get_json()
+    assert info["data"]["logs"] == [] and info["data"]["status"] == "PENDING"
+    with app.app_context():
+        db.session.add(ScriptLog(script_id=script_id, text="Step 1/5 : FROM environment"))
+        db.session.commit()
+    lines = client.get(f"/api/v1/script/{script_id}/log?last-id=0", headers=headers).get_json()
+    assert [line["text"] for line in lines["data"]] == ["Step 1/5 : FROM environment"]
+    last = lines["data"][-1]["id"]
+    assert (
+        client.get(f"/api/v1/script/{script_id}/log?last-id={last}", headers=headers).get_json()[
+            "data"
+        ]
+        == []
+    )
+    again = client.patch(
+        f"/api/v1/script/{script_id}",
+        data=upload(script_archive({"name": "download-data 2_3_2", "id": script_id}), "x.tar.gz"),
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert again.status_code == 200 and again.get_json()["data"]["id"] == script_id
