@@ -6,9 +6,12 @@ CACHE="${GEFAPI_CACHE:-/var/cache/gefapi}"
 BASE_IMAGE="${BASE_IMAGE:-local/debian-python:bookworm}"
 mkdir -p "$CACHE"
 
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+# docker-compose (v1, Debian's package) runs the admin compose file in tests/e2e/test_deploy.py.
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null \
+    || ! command -v docker-compose >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose \
+    >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -168,7 +168,9 @@ def main() -> int:
     try:
         results = load_script().run(params, logger)
         json.dumps(results)  # refuse what the API could not store, as a script error
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, MemoryError):
+            logger.error("The execution ran out of memory (it needed more than its limit).")
         logger.error("Execution failed:\n" + traceback.format_exc())
         logger.close()
         api.patch(status="FAILED")

@@ -20,28 +20,6 @@ ADMIN = {"email": "admin@e2e.local", "password": "e2e admin password"}
 LOCAL_BASE_IMAGE = "local/debian-python:bookworm"
 
 
-def docker_ok() -> bool:
-    try:
-        import docker
-
-        return docker.from_env(version="auto").ping()
-    except Exception:
-        return False
-
-
-def pytest_collection_modifyitems(config, items):
-    if docker_ok():
-        return
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        raise pytest.UsageError("REQUIRE_DOCKER=1 but no Docker engine answers")
-    skip = pytest.mark.skip(
-        reason="no Docker engine answers (set REQUIRE_DOCKER=1 to fail instead)"
-    )
-    for item in items:
-        if "e2e" in item.nodeid:
-            item.add_marker(skip)
-
-
 def base_image() -> str:
     import docker
 

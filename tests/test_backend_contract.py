@@ -2,6 +2,7 @@
 remove; limits applied; out-of-memory kills reported."""
 
 import os
+import subprocess
 import time
 import uuid
 
@@ -12,18 +13,18 @@ from gefapi import archives
 from gefapi.executors.base import BuildFailed, BuildSpec, RunSpec, RunState
 from gefapi.executors.docker import DockerBackend
 from gefapi.executors.images import ImageBuilder, build_environment_image
+from gefapi.executors.local import LocalBackend
 from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
 from tests.e2e.conftest import base_image
 
-pytestmark = pytest.mark.docker
 ENVIRONMENT = "gefapi/environment:contract"
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
 
 
 @pytest.fixture(scope="module")
-def client():
+def docker_client():
     client = docker.from_env(version="auto")
     build_environment_image(
         client,
@@ -42,22 +43,55 @@ def client():
         client.images.remove(image.id, force=True)
 
 
-@pytest.fixture(params=["swarm", "docker"])
-def backend(request, client):
+@pytest.fixture(scope="module")
+def local_backend(tmp_path_factory):
+    return LocalBackend(
+        str(tmp_path_factory.mktemp("local")),
+        LIMITS,
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+    )
+
+
+@pytest.fixture(scope="module")
+def local_image(local_backend, tmp_path_factory):
+    """The local backend's "image": a build folder (virtualenv and script)."""
+    path = tmp_path_factory.mktemp("archive") / "script.tar.gz"
+    path.write_bytes(script_archive())
+    spec = BuildSpec(str(path), "contract-base", ENVIRONMENT)
+    return local_backend.build(spec, lambda line: None).image
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("swarm", marks=pytest.mark.docker),
+        pytest.param("docker", marks=pytest.mark.docker),
+        "local",
+    ]
+)
+def backend(request):
+    """A backend, with `run_image` set to what its RunSpecs name as image."""
+    if request.param == "local":
+        backend = request.getfixturevalue("local_backend")
+        backend.run_image = request.getfixturevalue("local_image")
+        return backend
+    client = request.getfixturevalue("docker_client")
     builder = ImageBuilder(
         client,
         archive_limits=LIMITS,
         network="host",
         ca_bundle="/etc/ssl/certs/ca-certificates.crt",
     )
-    backend_class = {"swarm": SwarmBackend, "docker": DockerBackend}[request.param]
-    return backend_class(client, builder, network="host")
+    backend = {"swarm": SwarmBackend, "docker": DockerBackend}[request.param](
+        client, builder, network="host"
+    )
+    backend.run_image = ENVIRONMENT
+    return backend
 
 
-def spec(command: str, **resources) -> RunSpec:
+def spec(backend, command: str, **resources) -> RunSpec:
     return RunSpec(
         name=f"gefapi-contract-{uuid.uuid4().hex[:12]}",
-        image=ENVIRONMENT,
+        image=backend.run_image,
         env={"GREETING": "hello"},
         command=["python", "-c", command],
         labels={"gefapi.contract": "yes"},
@@ -75,7 +109,19 @@ def wait_for(backend, handle, states, timeout=60):
     raise AssertionError(f"{handle} never reached {states}: {status}")
 
 
-def test_build_streams_lines_and_tags_the_image(backend, client, tmp_path):
+@pytest.mark.docker
+def test_image_build_streams_lines_and_tags_the_image(docker_client, tmp_path):
+    client = docker_client
+    backend = DockerBackend(
+        client,
+        ImageBuilder(
+            client,
+            archive_limits=LIMITS,
+            network="host",
+            ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        ),
+        network="host",
+    )
     path = tmp_path / "script.tar.gz"
     path.write_bytes(script_archive(requirements="six\n"))
     lines = []
@@ -92,6 +138,18 @@ def test_build_streams_lines_and_tags_the_image(backend, client, tmp_path):
     assert output.strip() == b"ok"
 
 
+def test_local_build_makes_a_virtualenv_with_the_requirements(local_backend, tmp_path):
+    path = tmp_path / "script.tar.gz"
+    path.write_bytes(script_archive(requirements="six\n"))
+    lines = []
+    result = local_backend.build(BuildSpec(str(path), "contract-six", ENVIRONMENT), lines.append)
+    python = f"{result.image}/venv/bin/python"
+    check = subprocess.run([python, "-c", "import six; print('ok')"], capture_output=True)
+    assert check.stdout.strip() == b"ok"
+    assert any("six" in line for line in lines)
+    assert os.path.exists(f"{result.image}/script/main.py")
+
+
 def test_build_failure_is_reported(backend, tmp_path):
     path = tmp_path / "script.tar.gz"
     path.write_bytes(script_archive(requirements="this-does-not-exist-gefapi==9.9.9\n"))
@@ -103,7 +161,7 @@ def test_build_failure_is_reported(backend, tmp_path):
 
 
 def test_run_to_exit_with_code_and_logs(backend):
-    run = spec("import os, sys; print(os.environ['GREETING'], flush=True); sys.exit(7)")
+    run = spec(backend, "import os, sys; print(os.environ['GREETING'], flush=True); sys.exit(7)")
     handle = backend.start(run)
     assert backend.start(run) == handle, "starting the same name twice is one run"
     status = wait_for(backend, handle, {RunState.EXITED})
@@ -116,7 +174,7 @@ def test_run_to_exit_with_code_and_logs(backend):
 
 
 def test_stop_ends_a_running_execution(backend):
-    handle = backend.start(spec("import time; time.sleep(600)"))
+    handle = backend.start(spec(backend, "import time; time.sleep(600)"))
     wait_for(backend, handle, {RunState.RUNNING})
     backend.stop(handle)
     assert wait_for(backend, handle, {RunState.EXITED, RunState.MISSING}).state
@@ -126,15 +184,19 @@ def test_stop_ends_a_running_execution(backend):
 
 def test_memory_limit_kills_with_out_of_memory(backend):
     hog = "x = []\nwhile True: x.append(bytearray(8 * 1024 * 1024))"
-    handle = backend.start(spec(hog, memory_limit=64 * MIB, memory_reservation=32 * MIB))
+    handle = backend.start(spec(backend, hog, memory_limit=64 * MIB, memory_reservation=32 * MIB))
     status = wait_for(backend, handle, {RunState.EXITED})
     assert status.out_of_memory or status.exit_code == 137
     backend.remove(handle)
 
 
-def test_limits_reach_the_engine(backend, client):
+def test_limits_reach_the_engine(backend, request):
+    if backend.name == "local":
+        pytest.skip("the local backend limits memory with RLIMIT_AS (above), not through an engine")
+    client = request.getfixturevalue("docker_client")
     handle = backend.start(
         spec(
+            backend,
             "import time; time.sleep(600)",
             cpu_limit=5e8,
             cpu_reservation=1e8,
@@ -164,6 +226,6 @@ def test_unreachable_engine_is_backend_unavailable(tmp_path):
 
     broken = docker.DockerClient(base_url=f"unix://{tmp_path}/no.sock", version="1.41")
     backend = DockerBackend(broken, None, network=None)
+    backend.run_image = ENVIRONMENT
     with pytest.raises(BackendUnavailable):
-        backend.start(spec("print(1)"))
-    assert os.path.exists(tmp_path)
+        backend.start(spec(backend, "print(1)"))
