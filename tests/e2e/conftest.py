@@ -40,7 +40,7 @@ class Stack:
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "REDIS_URL": os.environ.get("TEST_E2E_REDIS_URL", "redis://127.0.0.1:6379/13"),
+            **self.broker(database_url),
             "STORAGE_URL": str(tmp / "storage"),
             "PORT": str(self.port),
             "EXECUTION_BACKEND": os.environ.get("E2E_BACKEND", "swarm"),
@@ -65,6 +65,13 @@ class Stack:
         self.logs = Path(os.environ.get("E2E_LOG_DIR", "/tmp/gefapi-e2e")) / self.db_name
         self.logs.mkdir(parents=True)
 
+    @staticmethod
+    def broker(database_url: str) -> dict:
+        """Redis when the tests have one (a database of its own), else the SQLAlchemy broker."""
+        if os.environ.get("TEST_REDIS_URL"):
+            return {"REDIS_URL": os.environ.get("TEST_E2E_REDIS_URL", "redis://127.0.0.1:6379/13")}
+        return {"CELERY_BROKER_URL": "sqla+" + database_url}
+
     def flask(self, *args) -> None:
         subprocess.run(
             [f"{BIN}/flask", *args], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL
@@ -84,9 +91,10 @@ class Stack:
         )
 
     def start(self) -> "Stack":
-        import redis
+        if self.env.get("REDIS_URL"):
+            import redis
 
-        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+            redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
         self.flask("db", "upgrade")
         self.flask("create-admin")
         self.flask("build-environment")
