@@ -1,0 +1,163 @@
+"""`./gefapi.sh start` from a fresh clone with nothing configured: embedded PostgreSQL, the
+database as broker, the local backend (no Docker engine reachable). Driven over HTTP."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.archives import script_archive
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = {"email": "first@admin.local", "password": "first admin password"}
+SCRIPTS = {
+    "ok": """
+        def run(params, logger):
+            logger.info("computing")
+            logger.send_progress(50)
+            return {"sum": params["a"] + params["b"]}
+    """,
+    "hog": """
+        def run(params, logger):
+            hog = []
+            while True:
+                hog.append(bytearray(16 * 1024 * 1024))
+    """,
+    "sleeper": """
+        import os
+        import time
+
+        def run(params, logger):
+            logger.info(f"pid {os.getpid()}")
+            time.sleep(600)
+    """,
+}
+
+
+class Service:
+    def __init__(self, clone: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(
+                ("DATABASE_URL", "REDIS_URL", "CELERY_", "EXECUTION_", "TEST_", "SMTP_")
+            )
+        }
+        env.update(
+            PORT=str(port),
+            DOCKER_HOST="unix:///nonexistent/docker.sock",
+            GEFAPI_VENV=str(Path(sys.executable).parent.parent),
+            ADMIN_EMAIL=ADMIN["email"],
+            ADMIN_PASSWORD=ADMIN["password"],
+            RECONCILE_SECONDS="1",
+            EXECUTION_REPORT_GRACE_SECONDS="1",
+        )
+        self.log = open(clone / "start.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["./gefapi.sh", "start"], cwd=clone, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(self.url + "/api-health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            raise AssertionError((clone / "start.log").read_text()[-5000:])
+        token = requests.post(self.url + "/auth", json=ADMIN).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def call(self, method, path, **kwargs):
+        return requests.request(method, self.url + path, headers=self.headers, timeout=30, **kwargs)
+
+    def wait(self, path, until, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            body = self.call("GET", path).json()["data"]
+            if until(body):
+                return body
+            time.sleep(0.3)
+        raise AssertionError(body)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=60) == 0
+        self.log.close()
+
+
+def publish(service: Service, kind: str, memory_limit: int = 2**30) -> dict:
+    archive = script_archive(
+        {"name": f"start {kind}", "memory_limit": memory_limit, "memory_reservation": 2**20},
+        main=textwrap.dedent(SCRIPTS[kind]),
+    )
+    script = service.call(
+        "POST", "/api/v1/script", files={"file": ("start script.tar.gz", archive)}
+    ).json()["data"]
+    built = service.wait(
+        f"/api/v1/script/{script['id']}", lambda s: s["status"] in ("SUCCESS", "FAIL")
+    )
+    assert built["status"] == "SUCCESS", service.call(
+        "GET", f"/api/v1/script/{script['id']}/log"
+    ).text
+    return script
+
+
+def run(service: Service, script: dict, **params) -> dict:
+    return service.call("POST", f"/api/v1/script/{script['id']}/run", json=params).json()["data"]
+
+
+def finished(service: Service, execution: dict) -> dict:
+    return service.wait(
+        f"/api/v1/execution/{execution['id']}",
+        lambda e: e["status"] in ("FINISHED", "FAILED", "CANCELLED"),
+    )
+
+
+def log_text(service: Service, execution: dict) -> str:
+    lines = service.call("GET", f"/api/v1/execution/{execution['id']}/log").json()["data"]
+    return "\n".join(line["text"] for line in lines)
+
+
+def test_fresh_clone_starts_with_nothing_configured(tmp_path):
+    clone = tmp_path / "gefapi"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    port = free_port()
+    service = Service(clone, port)
+    try:
+        ok = publish(service, "ok")
+        done = finished(service, run(service, ok, a=2, b=40))
+        assert done["status"] == "FINISHED" and done["results"] == {"sum": 42}
+        assert "computing" in log_text(service, done)
+
+        hog = publish(service, "hog", memory_limit=256 * 2**20)
+        failed = finished(service, run(service, hog))
+        assert failed["status"] == "FAILED"
+        assert "out of memory" in log_text(service, failed)
+
+        sleeper = run(service, publish(service, "sleeper"))
+        service.wait(f"/api/v1/execution/{sleeper['id']}", lambda e: "pid " in log_text(service, e))
+        pid = int(log_text(service, sleeper).split("pid ")[1].split()[0])
+        assert service.call("POST", f"/api/v1/execution/{sleeper['id']}/cancel").status_code == 202
+        assert finished(service, sleeper)["status"] == "CANCELLED"
+        time.sleep(0.5)
+        assert not Path(f"/proc/{pid}").exists(), "cancel kills the script's process"
+    finally:
+        service.stop()
+
+    # A second start reuses the data: the same administrator and scripts are there.
+    again = Service(clone, port)
+    try:
+        scripts = again.call("GET", "/api/v1/script").json()["data"]
+        assert {s["name"] for s in scripts} == {"start ok", "start hog", "start sleeper"}
+    finally:
+        again.stop()
