@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -123,6 +124,19 @@ def finished(service: Service, execution: dict) -> dict:
     )
 
 
+def running(pid: int, wait: float = 5) -> bool:
+    """Alive and not a zombie (this machine's init may reap orphans late), after `wait` s."""
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def log_text(service: Service, execution: dict) -> str:
     lines = service.call("GET", f"/api/v1/execution/{execution['id']}/log").json()["data"]
     return "\n".join(line["text"] for line in lines)
@@ -149,8 +163,7 @@ def test_fresh_clone_starts_with_nothing_configured(tmp_path):
         pid = int(log_text(service, sleeper).split("pid ")[1].split()[0])
         assert service.call("POST", f"/api/v1/execution/{sleeper['id']}/cancel").status_code == 202
         assert finished(service, sleeper)["status"] == "CANCELLED"
-        time.sleep(0.5)
-        assert not Path(f"/proc/{pid}").exists(), "cancel kills the script's process"
+        assert not running(pid), "cancel kills the script's process"
     finally:
         service.stop()
 
