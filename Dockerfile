@@ -46,6 +46,8 @@ COPY main.py ./
 COPY migrations/ migrations/
 COPY environment/ environment/
 COPY gefapi/ gefapi/
+# Bytecode compiled now: the service user cannot write __pycache__ next to the code.
+RUN python -m compileall -q main.py gefapi migrations
 
 ENV FLASK_APP=main \
     PORT=5000 \

@@ -80,6 +80,9 @@ class Config:
     # A container that exited without reporting gets this long for its last PATCH to land.
     EXECUTION_REPORT_GRACE_SECONDS = env_int("EXECUTION_REPORT_GRACE_SECONDS", 10)
     RECONCILE_SECONDS = float(env_str("RECONCILE_SECONDS", "15"))
+    # Sent again when their message or worker was lost (both steps are idempotent).
+    DISPATCH_STALE_SECONDS = env_int("DISPATCH_STALE_SECONDS", 60)
+    BUILD_STALE_SECONDS = env_int("BUILD_STALE_SECONDS", 1800)
 
     # Container engine.
     EXECUTION_BACKEND = env_str("EXECUTION_BACKEND", "auto")
@@ -174,6 +177,8 @@ class Config:
             "task_always_eager": config.get("CELERY_TASK_ALWAYS_EAGER", False),
             "task_eager_propagates": True,
             "broker_connection_retry_on_startup": True,
+            # Unacknowledged tasks of a dead worker come back after this (Redis broker).
+            "broker_transport_options": {"visibility_timeout": 3600},
             "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2},
         }
 

@@ -4,6 +4,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -52,6 +53,10 @@ def build(build_id: str) -> None:
     if build is None or build.status in (ScriptStatus.SUCCESS, ScriptStatus.FAIL):
         db.session.rollback()
         return  # built already, or another worker holds it
+    stale_before = utcnow() - timedelta(seconds=current_app.config["BUILD_STALE_SECONDS"])
+    if build.status == ScriptStatus.BUILDING and build.started_at > stale_before:
+        db.session.rollback()
+        return  # a live worker is building it
     script = db.session.get(Script, build.script_id)
     build.status, build.started_at = ScriptStatus.BUILDING, utcnow()
     if _is_latest(build):
@@ -130,3 +135,32 @@ def _reset(build_id: uuid.UUID) -> None:
     db.session.rollback()
     db.session.get(ScriptBuild, build_id).status = ScriptStatus.PENDING
     db.session.commit()
+
+
+def recover_stale() -> None:
+    """Periodic: builds whose message was lost (PENDING a minute on) or whose worker died
+    (BUILDING past BUILD_STALE_SECONDS) are sent again; building is idempotent."""
+    from gefapi.tasks import deliver
+    from gefapi.tasks.scripts import build_script
+
+    now = utcnow()
+    stale = db.session.scalars(
+        select(ScriptBuild.id)
+        .where(
+            (
+                (ScriptBuild.status == ScriptStatus.PENDING)
+                & (ScriptBuild.created_at < now - timedelta(seconds=60))
+            )
+            | (
+                (ScriptBuild.status == ScriptStatus.BUILDING)
+                & (
+                    ScriptBuild.started_at
+                    < now - timedelta(seconds=current_app.config["BUILD_STALE_SECONDS"])
+                )
+            )
+        )
+        .limit(100)
+    ).all()
+    db.session.rollback()
+    for build_id in stale:
+        deliver(current_app.extensions["celery"].tasks[build_script.name], (str(build_id),), {})

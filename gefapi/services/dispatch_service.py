@@ -129,7 +129,7 @@ def runtime_env(execution: Execution) -> dict[str, str]:
 
 def dispatch_waiting() -> None:
     """Periodic: executions waiting for a slot, or whose dispatch message was lost."""
-    stale = utcnow() - timedelta(seconds=60)
+    stale = utcnow() - timedelta(seconds=current_app.config["DISPATCH_STALE_SECONDS"])
     waiting = db.session.scalars(
         select(Execution.id)
         .where(
@@ -166,7 +166,10 @@ def stop(execution_id: str) -> None:
 
 def reconcile() -> None:
     """Periodic: compare every dispatched, unfinished execution with the engine."""
+    from gefapi.services import build_service
+
     config = current_app.config
+    build_service.recover_stale()
     ids = db.session.scalars(
         select(Execution.id).where(
             Execution.status.in_(ACTIVE)

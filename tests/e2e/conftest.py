@@ -54,13 +54,16 @@ class Stack:
             "EXECUTION_REPORT_GRACE_SECONDS": "2",
             "EXECUTION_MAX_RUNTIME_SECONDS": "30",
             "EXECUTION_MAX_PER_USER": "2",
+            "DISPATCH_STALE_SECONDS": "3",
+            "BUILD_STALE_SECONDS": "30",
             "RATE_LIMIT_DEFAULT": "100000 per minute",  # the tests poll far faster than clients
             "ADMIN_EMAIL": ADMIN["email"],
             "ADMIN_PASSWORD": ADMIN["password"],
             "FLASK_APP": "main",
             "PYTHONPATH": ROOT,
         }
-        self.processes: list[subprocess.Popen] = []
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, tuple] = {}
         # Outside pytest's rotating temp folders, so they survive for a post-mortem.
         self.logs = Path(os.environ.get("E2E_LOG_DIR", "/tmp/gefapi-e2e")) / self.db_name
         self.logs.mkdir(parents=True)
@@ -78,17 +81,25 @@ class Stack:
         )
 
     def spawn(self, name: str, *command) -> None:
-        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 (lives as long as the process)
-        self.processes.append(
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        log = open(self.logs / f"{name}.log", "a")  # noqa: SIM115 (lives as long as the process)
+        self.commands[name] = command
+        self.processes[name] = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and its children (a worker dying mid-task)."""
+        process = self.processes[name]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def respawn(self, name: str) -> None:
+        self.spawn(name, *self.commands[name])
 
     def start(self) -> "Stack":
         if self.env.get("REDIS_URL"):
@@ -126,9 +137,10 @@ class Stack:
         return (self.logs / f"{name}.log").read_text()
 
     def stop(self) -> None:
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -1,8 +1,8 @@
 """The deployment artefacts: the Dockerfile builds an image that serves the API as a non-root
-user, the admin compose file migrates an empty database, and the Swarm stacks resolve."""
+user and runs the worker, the admin compose service migrates an empty database, and the Swarm
+stacks resolve with the settings they require."""
 
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -14,6 +14,7 @@ import docker
 import psycopg2
 import pytest
 import requests
+import yaml
 from docker.utils.build import create_archive, exclude_paths
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
@@ -77,8 +78,23 @@ def api_image(client):
                 pytest.fail(f"docker build failed: {chunk['error']}\n{tail}")
             output.append(chunk.get("stream", ""))
     yield tag
-    # noprune keeps the parent layers: they are the build cache of the next run.
+    remove_keeping_dependency_layers(client, tag)
+
+
+def remove_keeping_dependency_layers(client, tag: str) -> None:
+    """Remove the test image and the layers above its `pip install`, keeping that layer and
+    those below it as the build cache of the next run (a full build takes about 40 s here)."""
+    history = client.api.history(tag)  # newest first; intermediate image ids from the build
+    installs = [i for i, layer in enumerate(history) if "pip install" in layer["CreatedBy"]]
+    above = [layer["Id"] for layer in history[: installs[0] if installs else len(history)]]
     client.images.remove(tag, noprune=True)
+    for image_id in above[1:]:
+        if image_id == "<missing>":
+            break
+        try:
+            client.images.remove(image_id, noprune=True)
+        except docker.errors.APIError:  # a layer another image still builds on
+            break
 
 
 def machine_sql(statement: str) -> None:
@@ -183,6 +199,34 @@ def test_api_image_serves_health_as_a_non_root_user(client, api_image, database)
         container.remove(force=True)
 
 
+def test_worker_runs_from_the_image_and_passes_the_stack_healthcheck(client, api_image, database):
+    """The stacks' worker command (without the environment-image build, which needs the
+    engine's socket) and the healthcheck they give it, on this image."""
+    stack = yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())
+    check = stack["services"]["worker"]["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL"
+    container = client.containers.run(
+        api_image,
+        ["celery", "-A", "gefapi.celery", "worker", "--loglevel=INFO", "--concurrency=1"],
+        detach=True,
+        network_mode="host",
+        environment={"DATABASE_URL": database, "REDIS_URL": TEST_REDIS_URL},
+        name=f"gefapi-worker-test-{uuid.uuid4().hex[:10]}",
+    )
+    try:
+        deadline = time.time() + 60
+        while b"ready." not in container.logs():
+            container.reload()
+            assert container.status == "running", container.logs().decode(errors="replace")
+            assert time.time() < deadline, container.logs().decode(errors="replace")
+            time.sleep(0.3)
+        ping = container.exec_run(["sh", "-c", check[1].replace("$$", "$")])
+        assert ping.exit_code == 0, ping.output.decode(errors="replace")
+        assert b"pong" in ping.output
+    finally:
+        container.remove(force=True)
+
+
 def compose_env(**values: str) -> dict[str, str]:
     """Only what docker-compose needs from this process, plus the variables under test."""
     keep = ("PATH", "HOME", "LANG", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
@@ -244,21 +288,6 @@ def test_admin_compose_service_migrates_an_empty_database(client, api_image, dat
     assert left == []
 
 
-def service_blocks(config: str) -> dict[str, str]:
-    """`docker-compose config` output split into the text of each service."""
-    blocks: dict[str, str] = {}
-    current, inside = None, False
-    for line in config.splitlines():
-        if not line.startswith(" "):
-            inside, current = line.rstrip() == "services:", None
-        elif inside and re.fullmatch(r"  [\w.-]+:", line.rstrip()):
-            current = line.strip()[:-1]
-            blocks[current] = ""
-        elif inside and current:
-            blocks[current] += line + "\n"
-    return blocks
-
-
 def stack_env(name: str) -> dict[str, str]:
     values = {
         "SECRET_KEY": secrets.token_urlsafe(36),
@@ -276,6 +305,12 @@ REQUIRED = {
     "prod": ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"),
     "staging": ("SECRET_KEY", "JWT_SECRET_KEY", "POSTGRES_PASSWORD"),
 }
+APP_SERVICES = ("api", "worker", "beat", "migrate")
+
+
+def command_text(service: dict) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else command
 
 
 @pytest.mark.parametrize("name", ["staging", "prod"])
@@ -284,39 +319,67 @@ def test_swarm_stack_resolves_with_docker_compose(name):
     env = stack_env(name)
     resolved = compose("-f", path, "config", env=env)
     assert resolved.returncode == 0, resolved.stderr
-    services = service_blocks(resolved.stdout)
+    config = yaml.safe_load(resolved.stdout)
+    services = config["services"]
     expected = STACK_SERVICES | ({"postgres"} if name == "staging" else set())
     assert set(services) == expected
 
-    for service in ("api", "worker", "beat", "migrate"):
-        block = services[service]
-        assert "image: registry.example.org/gefapi/api:1.2.3" in block, service
-        assert f"SECRET_KEY: {env['SECRET_KEY']}" in block, service
-        assert "REGISTRY_URL: 127.0.0.1:5000" in block, service
-        assert "EXECUTION_BACKEND: swarm" in block, service
-        assert "memory:" in block, service  # resource limits everywhere
+    for service_name in APP_SERVICES:
+        service = services[service_name]
+        environment = service["environment"]
+        assert service["image"] == env["IMAGE"], service_name
+        assert environment["SECRET_KEY"] == env["SECRET_KEY"], service_name
+        assert environment["JWT_SECRET_KEY"] == env["JWT_SECRET_KEY"], service_name
+        assert environment["ENVIRONMENT"] == ("production" if name == "prod" else "staging")
+        assert environment["REGISTRY_URL"] == "127.0.0.1:5000", service_name
+        assert environment["EXECUTION_BACKEND"] == "swarm", service_name
+        assert environment["REDIS_URL"] == "redis://redis:6379/0", service_name
+    for service_name, service in services.items():
+        assert service["deploy"]["resources"]["limits"]["memory"], service_name
+
     api = services["api"]
-    assert "order: start-first" in api
-    assert "/api-health" in api
+    assert int(api["deploy"]["replicas"]) >= 1
+    assert api["deploy"]["update_config"]["order"] == "start-first"
+    assert "/api-health" in " ".join(api["healthcheck"]["test"])
+    assert "executions" in api["networks"]  # execution services reach the API there
+
     worker = services["worker"]
-    assert "celery -A gefapi.celery worker" in worker
-    assert "/var/run/docker.sock:/var/run/docker.sock" in worker
-    assert "node.role == manager" in worker
-    assert "replicas: 1" in services["beat"]
-    assert "beat" in services["beat"]
+    assert "celery -A gefapi.celery worker" in command_text(worker)
+    assert "/var/run/docker.sock:/var/run/docker.sock" in str(worker["volumes"])
+    assert "node.role == manager" in worker["deploy"]["placement"]["constraints"]
+    # Not the image's HTTP check: worker and beat serve no HTTP, and swarm would restart them.
+    assert "/api-health" not in str(worker["healthcheck"]["test"])
+    for quiet in ("beat", "migrate"):  # `disable: true` resolves to test [NONE]
+        healthcheck = services[quiet]["healthcheck"]
+        assert healthcheck.get("disable") is True or healthcheck.get("test") == ["NONE"], quiet
+
+    beat = services["beat"]
+    assert "celery -A gefapi.celery beat" in command_text(beat)
+    assert int(beat["deploy"]["replicas"]) == 1
+
     migrate = services["migrate"]
-    assert "upgrade" in migrate
-    assert "condition: none" in migrate
-    assert "appendonly" in services["redis"]
-    assert "/data" in services["redis"]
-    assert "image: registry:2" in services["registry"]
+    assert command_text(migrate) == "flask db upgrade"
+    assert migrate["deploy"]["restart_policy"]["condition"] == "none"
+
+    redis = services["redis"]
+    assert "--appendonly yes" in command_text(redis)
+    assert any(str(volume).startswith("redis-data:/data") for volume in redis["volumes"])
+    assert "redis-data" in config["volumes"]
+    assert services["registry"]["image"] == "registry:2"
+
+    network = config["networks"]["executions"]
+    assert network["driver"] == "overlay"
+    assert network["attachable"] is True
+    environment = api["environment"]
+    assert network["name"] == environment["EXECUTION_NETWORK"]
     if name == "prod":
-        assert f"DATABASE_URL: {env['DATABASE_URL']}" in api
-        assert "EXECUTION_NETWORK: gefapi-executions" in api
-        assert "name: gefapi-executions" in resolved.stdout
-        assert "attachable: true" in resolved.stdout
+        assert environment["DATABASE_URL"] == env["DATABASE_URL"]
+        assert environment["EXECUTION_NETWORK"] == "gefapi-executions"
     else:
-        assert "DATABASE_URL: postgresql://gefapi:staging-password@postgres:5432/gefapi" in api
+        assert environment["DATABASE_URL"] == (
+            "postgresql://gefapi:staging-password@postgres:5432/gefapi"
+        )
+        assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "staging-password"
 
     for variable in REQUIRED[name]:
         missing = {k: v for k, v in env.items() if k != variable}
@@ -353,8 +416,11 @@ def test_swarm_stack_resolves_with_docker_stack_config(name):
         timeout=60,
     )
     assert resolved.returncode == 0, resolved.stderr
-    assert "order: start-first" in resolved.stdout
-    assert "node.role == manager" in resolved.stdout
+    services = yaml.safe_load(resolved.stdout)["services"]
+    assert set(services) >= STACK_SERVICES
+    assert services["api"]["deploy"]["update_config"]["order"] == "start-first"
+    assert services["worker"]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert services["api"]["environment"]["SECRET_KEY"] == env["SECRET_KEY"]
     missing = {k: v for k, v in env.items() if k != "SECRET_KEY"}
     refused = subprocess.run(
         [cli, "stack", "config", "-c", path],
@@ -376,11 +442,14 @@ def test_admin_compose_file_resolves():
     )
     resolved = compose("-f", "docker-compose.admin.yml", "config", env=env)
     assert resolved.returncode == 0, resolved.stderr
-    assert "network_mode: bridge" in resolved.stdout
+    admin = yaml.safe_load(resolved.stdout)["services"]["admin"]
+    assert admin["image"] == "gefapi/api:1.2.3"
+    assert admin["network_mode"] == "bridge"
+    assert admin["environment"]["DATABASE_URL"] == env["DATABASE_URL"]
     on_host = compose(
         "-f", "docker-compose.admin.yml", "config", env={**env, "ADMIN_NETWORK_MODE": "host"}
     )
-    assert "network_mode: host" in on_host.stdout
+    assert yaml.safe_load(on_host.stdout)["services"]["admin"]["network_mode"] == "host"
     for variable in ("DATABASE_URL", "SECRET_KEY"):
         missing = {k: v for k, v in env.items() if k != variable}
         refused = compose("-f", "docker-compose.admin.yml", "config", "-q", env=missing)
