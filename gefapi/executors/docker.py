@@ -36,8 +36,10 @@ def engine_errors(method):
     return wrapper
 
 
-class DockerBackend:
-    name = "docker"
+class EngineBackend:
+    """What the Docker engine backends share: a client, the image builder, a network."""
+
+    name = "engine"
 
     def __init__(self, client: docker.DockerClient, builder: ImageBuilder, network: str | None):
         self.client = client
@@ -46,6 +48,10 @@ class DockerBackend:
 
     def build(self, spec, on_line):
         return self.builder.build(spec, on_line)
+
+
+class DockerBackend(EngineBackend):
+    name = "docker"
 
     @engine_errors
     def start(self, spec: RunSpec) -> str:

@@ -29,6 +29,19 @@ def dockerfile(with_ca: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def docker_build(client, on_line: Callable[[str], None], **options) -> str | None:
+    """`docker build` with its output streamed line by line; the built image's id."""
+    image_id = None
+    for chunk in client.api.build(rm=True, forcerm=True, decode=True, **options):
+        if "error" in chunk:
+            raise BuildFailed(chunk["error"].strip())
+        for line in chunk.get("stream", "").splitlines():
+            if line.strip():
+                on_line(line.rstrip())
+        image_id = chunk.get("aux", {}).get("ID", image_id)
+    return image_id
+
+
 class ImageBuilder:
     """`docker build` of a script archive, streaming output lines; optional registry push."""
 
@@ -67,31 +80,21 @@ class ImageBuilder:
             shutil.copyfile(self.ca_bundle, os.path.join(context, CA_FILE))
 
     def _docker_build(self, spec: BuildSpec, context: str, on_line) -> str | None:
-        image_id = None
         try:
-            stream = self.client.api.build(
+            return docker_build(
+                self.client,
+                on_line,
                 path=context,
                 tag=spec.image,
-                rm=True,
-                forcerm=True,
                 pull=False,
-                decode=True,
                 buildargs={"ENVIRONMENT_IMAGE": spec.environment_image},
                 network_mode=self.network,
                 labels=spec.labels,
             )
-            for chunk in stream:
-                if "error" in chunk:
-                    raise BuildFailed(chunk["error"].strip())
-                for line in chunk.get("stream", "").splitlines():
-                    if line.strip():
-                        on_line(line.rstrip())
-                image_id = chunk.get("aux", {}).get("ID", image_id)
         except docker.errors.APIError as exc:
             raise BuildFailed(str(exc.explanation or exc)) from None
         except docker.errors.DockerException as exc:
             raise BackendUnavailable(str(exc)) from None
-        return image_id
 
     def _push(self, image: str, on_line) -> str | None:
         repository, _, tag = image.rpartition(":")
@@ -122,20 +125,13 @@ def build_environment_image(
         os.mkdir(os.path.join(context, "ca"))
         if ca_bundle:
             shutil.copyfile(ca_bundle, os.path.join(context, "ca", "extra.crt"))
-        stream = client.api.build(
+        docker_build(
+            client,
+            on_line,
             path=context,
             tag=tag,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            buildargs={"BASE_IMAGE": base_image},
             network_mode=network,
+            buildargs={"BASE_IMAGE": base_image},
         )
-        for chunk in stream:
-            if "error" in chunk:
-                raise BuildFailed(chunk["error"].strip())
-            for line in chunk.get("stream", "").splitlines():
-                if line.strip():
-                    on_line(line.rstrip())
     finally:
         shutil.rmtree(context, ignore_errors=True)

@@ -8,8 +8,7 @@ import docker.errors
 from docker.types import Resources, RestartPolicy
 
 from gefapi.executors.base import RunSpec, RunState, RunStatus
-from gefapi.executors.docker import engine_errors, parse_docker_time
-from gefapi.executors.images import ImageBuilder
+from gefapi.executors.docker import EngineBackend, engine_errors, parse_docker_time
 
 STARTING_STATES = {
     "new",
@@ -21,19 +20,10 @@ STARTING_STATES = {
     "preparing",
     "starting",
 }
-ENDED_STATES = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 
 
-class SwarmBackend:
+class SwarmBackend(EngineBackend):
     name = "swarm"
-
-    def __init__(self, client: docker.DockerClient, builder: ImageBuilder, network: str | None):
-        self.client = client
-        self.builder = builder
-        self.network = network
-
-    def build(self, spec, on_line):
-        return self.builder.build(spec, on_line)
 
     @engine_errors
     def start(self, spec: RunSpec) -> str:

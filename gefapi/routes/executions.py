@@ -11,7 +11,7 @@ from marshmallow import ValidationError as SchemaError
 from gefapi.auth import EXECUTION_SCOPE, login_required
 from gefapi.errors import PayloadTooLarge, ValidationError
 from gefapi.routes import Blueprint
-from gefapi.schemas.common import FieldSelectionArgs, envelope, parse_datetime
+from gefapi.schemas.common import FieldSelectionArgs, envelope
 from gefapi.schemas.execution import (
     ExecutionListArgs,
     ExecutionLogSchema,
@@ -34,27 +34,15 @@ def caller() -> Caller:
 
 
 def dump_execution(execution, args) -> dict:
-    include = ExecutionSchema._expand(args.get("include"))
+    include = ExecutionSchema.expand(args.get("include"))
     execution_service.load_includes([execution], include)
     return ExecutionSchema.for_request(args.get("include"), args.get("exclude")).dump(execution)
 
 
 def _list(args, *, own_only: bool) -> dict:
-    updated_at = (
-        parse_datetime(args["updated_at"], "updated_at") if args.get("updated_at") else None
-    )
-    page = execution_service.list_executions(
-        caller=caller(),
-        own_only=own_only,
-        page=args.get("page"),
-        per_page=args.get("per_page"),
-        sort=args.get("sort"),
-        status=args.get("status"),
-        script_id=args.get("script_id"),
-        user_id=args.get("user_id"),
-        updated_at=updated_at,
-    )
-    include = ExecutionSchema._expand(args.get("include"))
+    filters = {key: value for key, value in args.items() if key not in ("include", "exclude")}
+    page = execution_service.list_executions(caller=caller(), own_only=own_only, **filters)
+    include = ExecutionSchema.expand(args.get("include"))
     execution_service.load_includes(page.items, include)
     schema = ExecutionSchema.for_request(args.get("include"), args.get("exclude"), many=True)
     return envelope(schema.dump(page.items), **page.meta())
@@ -113,10 +101,7 @@ class ExecutionLogs(MethodView):
     @blp.documents(ExecutionLogSchema, many=True)
     def get(self, args, execution_id):
         """Log lines after `start` (a time) or `last-id`"""
-        start = parse_datetime(args["start"], "start") if args.get("start") else None
-        lines = execution_service.logs(
-            execution_id, caller=caller(), start=start, last_id=args.get("last_id")
-        )
+        lines = execution_service.logs(execution_id, caller=caller(), **args)
         return envelope(ExecutionLogSchema(many=True).dump(lines))
 
     @login_required(allow_execution_token=True)

@@ -7,7 +7,7 @@ from flask_jwt_extended import current_user
 from gefapi.auth import login_required
 from gefapi.routes import MULTIPART_ENDPOINTS, Blueprint
 from gefapi.routes.executions import dump_execution
-from gefapi.schemas.common import FieldSelectionArgs, envelope, parse_datetime
+from gefapi.schemas.common import FieldSelectionArgs, envelope
 from gefapi.schemas.execution import ExecutionSchema
 from gefapi.schemas.script import (
     LogPollArgs,
@@ -22,7 +22,7 @@ blp = Blueprint("scripts", __name__, url_prefix="/api/v1/script", description="S
 
 
 def dump_scripts(scripts, args, *, many: bool) -> dict:
-    include = ScriptSchema._expand(args.get("include"))
+    include = ScriptSchema.expand(args.get("include"))
     script_service.load_includes(scripts if many else [scripts], include, by=current_user)
     schema = ScriptSchema.for_request(args.get("include"), args.get("exclude"), many=many)
     return schema.dump(scripts)
@@ -135,10 +135,7 @@ class Logs(MethodView):
     @blp.documents(ScriptLogSchema, many=True)
     def get(self, args, script_ref):
         """Build log lines after `start` (a time) or `last-id`"""
-        start = parse_datetime(args["start"], "start") if args.get("start") else None
-        lines = script_service.logs(
-            script_ref, by=current_user, start=start, last_id=args.get("last_id")
-        )
+        lines = script_service.logs(script_ref, by=current_user, **args)
         return envelope(ScriptLogSchema(many=True).dump(lines))
 
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from gefapi.errors import ValidationError as AppValidationError
 
@@ -20,23 +20,23 @@ class Timestamp(fields.DateTime):
         return value.strftime(DATE_FORMAT)
 
 
-def parse_datetime(value: str, field: str) -> datetime:
-    """A date or datetime from a query string, as naive UTC.
+class QueryDateTime(fields.Field):
+    """A date or datetime in a query string, as naive UTC.
 
-    `+` in an unencoded offset arrives as a space (the CLI does this), so restore it.
+    `+` in an unencoded offset arrives as a space (the CLI sends such), so it is restored.
     """
-    text = value.strip().replace(" ", "+")
-    if "T" not in text and len(text) > 10 and text[10] == "+":
-        text = text[:10] + "T" + text[11:]
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise AppValidationError(
-            f"Invalid {field}", errors={field: ["Not a valid date or datetime."]}
-        ) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip().replace(" ", "+")
+        if "T" not in text and len(text) > 10 and text[10] == "+":
+            text = text[:10] + "T" + text[11:]
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("Not a valid date or datetime.") from None
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        return parsed
 
 
 class StrictSchema(Schema):
@@ -79,7 +79,7 @@ class ResourceSchema(Schema):
     ALIASES: dict[str, tuple[str, ...]] = {}
 
     @classmethod
-    def _expand(cls, value: str | None) -> set[str]:
+    def expand(cls, value: str | None) -> set[str]:
         names = set()
         for name in split_names(value):
             names.update(cls.ALIASES.get(name, (name,)))
@@ -93,12 +93,8 @@ class ResourceSchema(Schema):
 
     @classmethod
     def for_request(cls, include: str | None = None, exclude: str | None = None, **kwargs):
-        drop = (set(cls.OPTIONAL) - cls._expand(include)) | cls._expand(exclude)
+        drop = (set(cls.OPTIONAL) - cls.expand(include)) | cls.expand(exclude)
         return cls(exclude=sorted(drop), **kwargs)
-
-    @classmethod
-    def selected(cls, include: str | None, name: str) -> bool:
-        return name in cls._expand(include)
 
 
 def envelope(data, **extra) -> dict:

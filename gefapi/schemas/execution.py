@@ -1,7 +1,7 @@
 from marshmallow import fields, validate
 
 from gefapi.models import ExecutionStatus
-from gefapi.schemas.common import ListArgs, ResourceSchema, StrictSchema, Timestamp
+from gefapi.schemas.common import ListArgs, QueryDateTime, ResourceSchema, StrictSchema, Timestamp
 from gefapi.schemas.user import UserSummarySchema
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -55,7 +55,7 @@ class ExecutionListArgs(ListArgs):
     status = fields.String()
     script_id = fields.UUID()
     user_id = fields.UUID()
-    updated_at = fields.String()
+    updated_at = QueryDateTime()
 
 
 class ExecutionUpdateSchema(StrictSchema):

@@ -1,7 +1,14 @@
 from marshmallow import fields, validate
 
 from gefapi.models import Role
-from gefapi.schemas.common import ListArgs, QuerySchema, ResourceSchema, StrictSchema, Timestamp
+from gefapi.schemas.common import (
+    ListArgs,
+    QueryDateTime,
+    QuerySchema,
+    ResourceSchema,
+    StrictSchema,
+    Timestamp,
+)
 from gefapi.schemas.user import UserSummarySchema
 
 
@@ -60,7 +67,7 @@ class ScriptListArgs(ListArgs):
 
 
 class LogPollArgs(QuerySchema):
-    start = fields.String()
+    start = QueryDateTime()
     last_id = fields.Integer(data_key="last-id", validate=validate.Range(min=0))
 
 
