@@ -6,6 +6,7 @@ from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api as SmorestApi
 from flask_sqlalchemy import SQLAlchemy
+from marshmallow import Schema, fields
 from sqlalchemy import MetaData
 
 from gefapi.errors import handle_http_exception
@@ -19,8 +20,21 @@ NAMING_CONVENTION = {
 }
 
 
+class ErrorSchema(Schema):
+    """CONTRACT section 1: one error shape everywhere."""
+
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    error_code = fields.String(required=True)
+    msg = fields.String(required=True)
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String())
+
+
 class Api(SmorestApi):
     """flask-smorest with the contract's error shape."""
+
+    ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
         return handle_http_exception(error)

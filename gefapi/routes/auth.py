@@ -7,6 +7,7 @@ from flask_jwt_extended import current_user, get_jwt
 from gefapi.auth import login_required
 from gefapi.extensions import limiter
 from gefapi.routes import Blueprint
+from gefapi.schemas.common import MessageSchema
 from gefapi.schemas.user import (
     LoginSchema,
     LogoutSchema,
@@ -62,6 +63,7 @@ class Refresh(MethodView):
 class Logout(MethodView):
     @login_required
     @blp.arguments(LogoutSchema, required=False)
+    @blp.alt_response(200, schema=MessageSchema, success=True)
     def post(self, body):
         """Revoke this access token and its refresh token"""
         auth_service.logout(current_user, get_jwt(), body.get("refresh_token"))
@@ -71,6 +73,7 @@ class Logout(MethodView):
 @blp.route("/logout-all")
 class LogoutAll(MethodView):
     @login_required
+    @blp.alt_response(200, schema=MessageSchema, success=True)
     def post(self):
         """Revoke every session of the user"""
         count = auth_service.logout_all(current_user)

@@ -167,6 +167,7 @@ class Cancel(MethodView):
 @blp.route("/<execution_id>/download-results")
 class DownloadResults(MethodView):
     @login_required(query_token=True)
+    @blp.alt_response(200, content_type="application/json", success=True, description="The file")
     def get(self, execution_id):
         """The results as a results.json attachment (a token may come as ?token= here)"""
         execution = execution_service.get(execution_id, caller=caller())

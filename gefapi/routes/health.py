@@ -2,6 +2,7 @@
 
 from flask import current_app
 from flask.views import MethodView
+from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from gefapi.extensions import db, limiter
@@ -31,10 +32,19 @@ def _broker_ok() -> bool:
         return False
 
 
+class HealthSchema(Schema):
+    status = fields.String()
+    database = fields.String()
+    broker = fields.String()
+    timestamp = fields.String()
+
+
 @blp.route("/api-health")
 class Health(MethodView):
     decorators = [limiter.exempt]
 
+    @blp.alt_response(200, schema=HealthSchema, success=True)
+    @blp.alt_response(503, schema=HealthSchema)
     def get(self):
         """Health of the API and its dependencies (503 when one is down)"""
         database, broker = _database_ok(), _broker_ok()

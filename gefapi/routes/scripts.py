@@ -117,6 +117,7 @@ class Access(MethodView):
 @blp.route("/<script_ref>/download")
 class Download(MethodView):
     @login_required(query_token=True)
+    @blp.alt_response(200, content_type="application/gzip", success=True, description="The file")
     def get(self, script_ref):
         """The uploaded archive (a token may come as ?token= here)"""
         script, archive = script_service.open_archive(script_ref, by=current_user)

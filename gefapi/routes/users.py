@@ -8,7 +8,7 @@ from gefapi.auth import caller, login_required, optional_login, require_role, to
 from gefapi.extensions import limiter
 from gefapi.models import Role
 from gefapi.routes import Blueprint
-from gefapi.schemas.common import FieldSelectionArgs, LegacyArgs, envelope
+from gefapi.schemas.common import FieldSelectionArgs, LegacyArgs, MessageSchema, envelope
 from gefapi.schemas.user import (
     ChangePasswordSchema,
     ResetPasswordSchema,
@@ -120,6 +120,7 @@ class RecoverPassword(MethodView):
     decorators = [recovery_limit]
 
     @blp.arguments(LegacyArgs, location="query")
+    @blp.documents(MessageSchema)
     def post(self, args, user_ref):
         """Email a reset link (or, for legacy callers, a temporary password)"""
         message = user_service.recover_password(user_ref, legacy=_is_legacy(args))

@@ -9,8 +9,19 @@ from gefapi.errors import ValidationError as AppValidationError
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
-class Timestamp(fields.DateTime):
-    """Naive UTC with six fractional digits, always (CONTRACT section 1)."""
+class Timestamp(fields.String):
+    """Naive UTC with six fractional digits, always (CONTRACT section 1). Documented as a
+    string with a pattern: without an offset it is not an RFC 3339 date-time."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "metadata",
+            {
+                "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$",
+                "example": "2022-12-05T12:42:27.164465",
+            },
+        )
+        super().__init__(**kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -56,7 +67,7 @@ class FieldSelectionArgs(QuerySchema):
 
 
 class ListArgs(FieldSelectionArgs):
-    page = fields.Integer(validate=validate.Range(min=1))
+    page = fields.Integer(validate=validate.Range(min=1, max=100_000))
     per_page = fields.Integer(validate=validate.Range(min=1, max=100))
     sort = fields.String()
 
@@ -77,6 +88,11 @@ class ResourceSchema(Schema):
 
     OPTIONAL: frozenset[str] = frozenset()
     ALIASES: dict[str, tuple[str, ...]] = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():  # dumped values may be null (and are documented so)
+            field.allow_none = True
 
     @classmethod
     def expand(cls, value: str | None) -> set[str]:
@@ -103,3 +119,8 @@ def envelope(data, **extra) -> dict:
 
 def validation_error(field: str, message: str) -> AppValidationError:
     return AppValidationError(message, errors={field: [message]})
+
+
+class MessageSchema(Schema):
+    msg = fields.String()
+    message = fields.String()
