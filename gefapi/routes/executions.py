@@ -11,7 +11,7 @@ from marshmallow import ValidationError as SchemaError
 from gefapi.auth import EXECUTION_SCOPE, login_required
 from gefapi.errors import PayloadTooLarge, ValidationError
 from gefapi.routes import Blueprint
-from gefapi.schemas.common import FieldSelectionArgs, envelope
+from gefapi.schemas.common import FieldSelectionArgs, envelope, list_filters
 from gefapi.schemas.execution import (
     ExecutionListArgs,
     ExecutionLogSchema,
@@ -40,8 +40,9 @@ def dump_execution(execution, args) -> dict:
 
 
 def _list(args, *, own_only: bool) -> dict:
-    filters = {key: value for key, value in args.items() if key not in ("include", "exclude")}
-    page = execution_service.list_executions(caller=caller(), own_only=own_only, **filters)
+    page = execution_service.list_executions(
+        caller=caller(), own_only=own_only, **list_filters(args)
+    )
     include = ExecutionSchema.expand(args.get("include"))
     execution_service.load_includes(page.items, include)
     schema = ExecutionSchema.for_request(args.get("include"), args.get("exclude"), many=True)

@@ -5,9 +5,10 @@ from flask.views import MethodView
 from flask_jwt_extended import current_user
 
 from gefapi.auth import login_required
+from gefapi.errors import ValidationError
 from gefapi.routes import MULTIPART_ENDPOINTS, Blueprint
 from gefapi.routes.executions import dump_execution
-from gefapi.schemas.common import FieldSelectionArgs, envelope
+from gefapi.schemas.common import FieldSelectionArgs, envelope, list_filters
 from gefapi.schemas.execution import ExecutionSchema
 from gefapi.schemas.script import (
     LogPollArgs,
@@ -39,14 +40,7 @@ class Scripts(MethodView):
     @blp.documents(ScriptSchema, many=True, paginated=True)
     def get(self, args):
         """Scripts the caller may see"""
-        page = script_service.list_scripts(
-            by=current_user,
-            page=args.get("page"),
-            per_page=args.get("per_page"),
-            sort=args.get("sort"),
-            status=args.get("status"),
-            public=args.get("public"),
-        )
+        page = script_service.list_scripts(by=current_user, **list_filters(args))
         return envelope(dump_scripts(page.items, args, many=True), **page.meta())
 
     @login_required
@@ -168,8 +162,6 @@ class Run(MethodView):
 
 
 def run_params() -> dict:
-    from gefapi.errors import ValidationError
-
     params = {key: value for key, value in request.args.items() if key != "token"}
     if request.method == "POST" and request.content_length:
         body = request.get_json(silent=True)

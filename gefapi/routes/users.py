@@ -8,7 +8,13 @@ from gefapi.auth import caller, login_required, optional_login, require_role, to
 from gefapi.extensions import limiter
 from gefapi.models import Role
 from gefapi.routes import Blueprint
-from gefapi.schemas.common import FieldSelectionArgs, LegacyArgs, MessageSchema, envelope
+from gefapi.schemas.common import (
+    FieldSelectionArgs,
+    LegacyArgs,
+    MessageSchema,
+    envelope,
+    list_filters,
+)
 from gefapi.schemas.user import (
     ChangePasswordSchema,
     ResetPasswordSchema,
@@ -56,14 +62,7 @@ class Users(MethodView):
         """List accounts (ADMIN)"""
         require_role(current_user, Role.ADMIN)
         schema = UserSchema.for_request(args.get("include"), args.get("exclude"), many=True)
-        page = user_service.list_users(
-            page=args.get("page"),
-            per_page=args.get("per_page"),
-            sort=args.get("sort"),
-            role=args.get("role"),
-            email=args.get("email"),
-            include_deleted=args.get("include_deleted", False),
-        )
+        page = user_service.list_users(**list_filters(args))
         return envelope(schema.dump(page.items), **page.meta())
 
 

@@ -76,6 +76,11 @@ class LegacyArgs(QuerySchema):
     legacy = fields.String()
 
 
+def list_filters(args: dict) -> dict:
+    """A list request's arguments for the service: everything but the field selection."""
+    return {key: value for key, value in args.items() if key not in ("include", "exclude")}
+
+
 def split_names(value: str | None) -> list[str]:
     return [name.strip() for name in (value or "").split(",") if name.strip()]
 
