@@ -33,20 +33,25 @@ def caller() -> Caller:
     return Caller(current_user)
 
 
-def dump_execution(execution, args) -> dict:
+def loading(args) -> list:
+    """How to load just what the answer shows."""
+    return execution_service.loading_options(
+        ExecutionSchema.expand(args.get("include")), ExecutionSchema.expand(args.get("exclude"))
+    )
+
+
+def dump_execution(execution, args, *, many: bool = False) -> dict:
     include = ExecutionSchema.expand(args.get("include"))
-    execution_service.load_includes([execution], include)
-    return ExecutionSchema.for_request(args.get("include"), args.get("exclude")).dump(execution)
+    execution_service.load_logs(execution if many else [execution], include)
+    schema = ExecutionSchema.for_request(args.get("include"), args.get("exclude"), many=many)
+    return schema.dump(execution)
 
 
 def _list(args, *, own_only: bool) -> dict:
     page = execution_service.list_executions(
-        caller=caller(), own_only=own_only, **list_filters(args)
+        caller=caller(), own_only=own_only, options=loading(args), **list_filters(args)
     )
-    include = ExecutionSchema.expand(args.get("include"))
-    execution_service.load_includes(page.items, include)
-    schema = ExecutionSchema.for_request(args.get("include"), args.get("exclude"), many=True)
-    return envelope(schema.dump(page.items), **page.meta())
+    return envelope(dump_execution(page.items, args, many=True), **page.meta())
 
 
 @blp.route("")
@@ -76,7 +81,7 @@ class ExecutionById(MethodView):
     @blp.documents(ExecutionSchema)
     def get(self, args, execution_id):
         """One execution (also readable with its own runtime token)"""
-        execution = execution_service.get(execution_id, caller=caller())
+        execution = execution_service.get(execution_id, caller=caller(), options=loading(args))
         return envelope(dump_execution(execution, args))
 
     @login_required(allow_execution_token=True)

@@ -8,7 +8,7 @@ import jsonschema
 from flask import current_app
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from gefapi.errors import (
     Conflict,
@@ -145,29 +145,34 @@ def _validate_params(script: Script, params: dict) -> None:
 # Reading ---------------------------------------------------------------------------------
 
 
-def get(execution_id: str, *, caller: Caller, for_update: bool = False) -> Execution:
+def get(execution_id: str, *, caller: Caller, for_update: bool = False, options=()) -> Execution:
     """404 when missing, deleted, malformed or not readable by the caller."""
     try:
         key = uuid.UUID(execution_id)
     except ValueError:
         raise ExecutionNotFound(f"Execution {execution_id} not found") from None
-    query = select(Execution).where(Execution.id == key, ~Execution.deleted)
+    query = select(Execution).where(Execution.id == key, ~Execution.deleted).options(*options)
     execution = db.session.scalar(query.with_for_update() if for_update else query)
     if execution is None or not caller.may_read(execution):
         raise ExecutionNotFound(f"Execution {execution_id} not found")
     return execution
 
 
-def load_includes(executions: list[Execution], include: set[str]) -> None:
-    """One query per relation for the whole page (no per-row loading)."""
+def loading_options(include: set[str], exclude: set[str]) -> list:
+    """Load what the answer shows: related rows in one query per relation for the whole page,
+    and the large JSON columns only when they are not excluded."""
     options = []
     if include & {"script", "script_name"}:
         options.append(selectinload(Execution.script))
     if include & {"user", "user_name", "user_email"}:
         options.append(selectinload(Execution.user))
-    if options and executions:
-        ids = [execution.id for execution in executions]
-        db.session.scalars(select(Execution).where(Execution.id.in_(ids)).options(*options)).all()
+    options += [
+        defer(getattr(Execution, name)) for name in ("params", "results") if name in exclude
+    ]
+    return options
+
+
+def load_logs(executions: list[Execution], include: set[str]) -> None:
     if "logs" in include:
         for execution in executions:
             execution.recent_logs = poll_logs(ExecutionLog, ExecutionLog.execution_id, execution.id)
@@ -184,8 +189,9 @@ def list_executions(
     script_id=None,
     user_id=None,
     updated_at=None,
+    options=(),
 ) -> Page:
-    query = select(Execution).where(~Execution.deleted)
+    query = select(Execution).where(~Execution.deleted).options(*options)
     if own_only or not caller.is_admin:
         if user_id is not None and user_id != caller.user.id:
             raise PermissionDenied("You may only list your own executions")
