@@ -32,9 +32,9 @@ ensure_venv() {
   fi
   local stamp="$VENV/.requirements.sha"
   local want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
     echo "$want" > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
