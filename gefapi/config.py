@@ -177,8 +177,11 @@ class Config:
             "task_always_eager": config.get("CELERY_TASK_ALWAYS_EAGER", False),
             "task_eager_propagates": True,
             "broker_connection_retry_on_startup": True,
-            # Unacknowledged tasks of a dead worker come back after this (Redis broker).
-            "broker_transport_options": {"visibility_timeout": 3600},
+            # Unacknowledged tasks of a dead worker come back after this (Redis broker only:
+            # the SQLAlchemy transport hands these options to create_engine).
+            "broker_transport_options": (
+                {"visibility_timeout": 3600} if (broker or "").startswith("redis") else {}
+            ),
             "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2},
         }
 
