@@ -16,6 +16,7 @@ from gefapi.config import TestingConfig, psycopg2_url
 from gefapi.extensions import db, limiter
 from gefapi.models import Role, User
 from gefapi.services import passwords
+from gefapi.storage import LocalStorage
 
 # TEST_DATABASE_URL / TEST_REDIS_URL when given (CI gives the machine's services); otherwise an
 # embedded PostgreSQL, with Celery's broker on it and rate limits counted in memory.
@@ -263,6 +264,14 @@ def runtime_headers(app):
             return {"Authorization": f"Bearer {auth_service.runtime_token(execution)}"}
 
     return headers
+
+
+@pytest.fixture
+def storage_root(app, monkeypatch, tmp_path):
+    """Archives go to a folder of this test's own."""
+    root = str(tmp_path / "storage")
+    monkeypatch.setitem(app.extensions, "storage", LocalStorage(root))
+    return root
 
 
 @pytest.fixture

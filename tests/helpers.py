@@ -2,6 +2,10 @@
 
 import re
 
+from sqlalchemy import text
+
+from gefapi.extensions import db
+
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$")
 
 
@@ -18,3 +22,15 @@ def assert_error(response, status: int, error_code: str | None = None) -> dict:
 def data(response, status: int = 200):
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
     return response.get_json()["data"]
+
+
+def database_state(app) -> dict:
+    """Every row of every table, as text: equal snapshots mean nothing was written."""
+    with app.app_context():
+        tables = db.session.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).all()
+        return {
+            table: sorted(db.session.scalars(text(f'SELECT t::text FROM "{table}" t')).all())
+            for table in tables
+        }

@@ -23,12 +23,13 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from gefapi.extensions import db
 from gefapi.models import ExecutionStatus, Role, ScriptBuild
 from gefapi.models.base import utcnow
 from gefapi.storage import LocalStorage
+from tests.helpers import database_state
 
 PASSWORD = "matrix password 0123"
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -198,31 +199,11 @@ class World:
 
 
 @pytest.fixture
-def storage_root(app, monkeypatch, tmp_path):
-    """Archives go to a folder of this test's own."""
-    root = str(tmp_path / "storage")
-    monkeypatch.setitem(app.extensions, "storage", LocalStorage(root))
-    return root
-
-
-@pytest.fixture
 def world(
     app, client, make_user, mailbox, make_script, make_execution, runtime_headers, storage_root
 ):
     factories = (make_script, make_execution, runtime_headers)
     return World(app, client, make_user, mailbox, factories, storage_root)
-
-
-def database_state(app) -> dict:
-    """Every row of every table, as text: equal snapshots mean nothing was written."""
-    with app.app_context():
-        tables = db.session.scalars(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ).all()
-        return {
-            table: sorted(db.session.scalars(text(f'SELECT t::text FROM "{table}" t')).all())
-            for table in tables
-        }
 
 
 def assert_error_shape(response, status: int) -> None:
