@@ -17,7 +17,11 @@ Steps (docs/performance.md has the results and what they mean):
 4. Status-change latency: sequential PATCHes PENDING->READY->RUNNING->FINISHED on fresh
    executions, alternating between the two databases, median per database.
 5. wrk: each scenario `wrk -t2 -c16 -d15s --latency` after a 5 s warm-up, through
-   bench/wrk/scenario.lua; the same against the reference app.
+   bench/wrk/scenario.lua; the same against the reference app (a constant JSON answer, and
+   one primary-key SELECT over raw psycopg2 as a second yardstick). This VM is shared: before
+   each measurement the run waits until other processes leave the CPU (--quiet-cpu), measures
+   again when PostgreSQL was restarted meanwhile or a request failed, and keeps the best of
+   --repeat measurements (noise only ever slows a run down).
 6. A table on stdout, and everything as JSON in bench/results/<timestamp>/results.json.
 
 Pass --drop to drop the bench databases at the end (they are kept by default so the next run
@@ -412,6 +416,14 @@ def guarded_measure(base: str, scenario: dict, args, database: str, attempts: in
     return result
 
 
+def best_of(base: str, scenario: dict, args, database: str) -> dict:
+    """--repeat measurements; the best one counts (on a shared VM, noise only slows down)."""
+    runs = [guarded_measure(base, scenario, args, database) for _ in range(args.repeat)]
+    best = max(runs, key=lambda run: run["rps"])
+    best["runs_rps"] = [round(run["rps"], 1) for run in runs]
+    return best
+
+
 def wait_quiet(args, label: str) -> float:
     """Wait (up to --quiet-wait s) until other tenants leave the CPU; the share still busy."""
     background = cpu_busy()
@@ -672,6 +684,9 @@ def main(argv=None) -> int:
     parser.add_argument("--small-executions", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=15, help="seconds per measured wrk run")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of wrk warm-up")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="measurements per scenario; the best is reported"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--batch", type=int, default=100, help="log lines per batched POST")
@@ -700,6 +715,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.executions, args.heavy, args.logs = 100_000, 10_000, 100_000
         args.duration, args.warmup, args.transitions, args.rounds = 5, 2, 60, 1
+        args.repeat = 1
         args.database = args.database + "_quick"
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -787,7 +803,7 @@ def main(argv=None) -> int:
                 scenarios = [s for s in scenarios if s["key"] in wanted]
             results = []
             for scenario in scenarios:
-                result = guarded_measure(api.base, scenario, args, args.database)
+                result = best_of(api.base, scenario, args, args.database)
                 results.append(
                     {
                         **{k: v for k, v in scenario.items() if k not in ("token", "paths")},
@@ -799,10 +815,10 @@ def main(argv=None) -> int:
         with Gunicorn(
             "bench.reference:app", big_env, outdir / "gunicorn-reference.log", "/"
         ) as ref:
-            reference = guarded_measure(
+            reference = best_of(
                 ref.base, {"name": "reference (constant JSON)", "paths": ["/"]}, args, args.database
             )
-            yardstick = guarded_measure(
+            yardstick = best_of(
                 ref.base,
                 {
                     "name": "reference + 1 SELECT by id (raw psycopg2)",
