@@ -5,8 +5,9 @@ import time
 import uuid
 from datetime import UTC
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+from sqlalchemy import select
 
 from gefapi.errors import AuthenticationFailed, PermissionDenied, error_response
 from gefapi.extensions import db, jwt
@@ -25,13 +26,25 @@ def register_jwt_callbacks(app: Flask) -> None:
     def _identity(user):
         return str(user.id) if isinstance(user, User) else str(user)
 
-    @jwt.user_lookup_loader
-    def _load_user(_header, claims):
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header, claims):
+        # One round trip for both checks: the jti and the user row (kept for _load_user). A
+        # token without a valid user fails in _load_user with the same 401.
+        g.token_user = None
         try:
             user_id = uuid.UUID(claims["sub"])
         except (KeyError, ValueError):
-            return None
-        user = db.session.get(User, user_id)
+            return False
+        revoked = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == claims["jti"])
+        row = db.session.execute(select(User, revoked.exists()).where(User.id == user_id)).first()
+        if row is None:
+            return False
+        g.token_user = row[0]
+        return bool(row[1])
+
+    @jwt.user_lookup_loader
+    def _load_user(_header, claims):
+        user = g.pop("token_user", None)
         if user is None or user.deleted:
             return None
         if (
@@ -40,10 +53,6 @@ def register_jwt_callbacks(app: Flask) -> None:
         ):
             return None
         return user
-
-    @jwt.token_in_blocklist_loader
-    def _is_revoked(_header, claims):
-        return db.session.get(RevokedAccessToken, claims["jti"]) is not None
 
     @jwt.additional_claims_loader
     def _claims(_identity):

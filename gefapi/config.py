@@ -46,7 +46,9 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "detail"
 
     SQLALCHEMY_DATABASE_URI = psycopg2_url(env_str("DATABASE_URL"))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # No ping per checkout (a round trip on every request): a connection broken by a database
+    # restart fails one request with 503 and SQLAlchemy then replaces the whole pool.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_recycle": 1800}
     REDIS_URL = env_str("REDIS_URL")
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")  # default: REDIS_URL
 

@@ -2,7 +2,7 @@
 
 import re
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from gefapi.extensions import db
 
@@ -34,3 +34,22 @@ def database_state(app) -> dict:
             table: sorted(db.session.scalars(text(f'SELECT t::text FROM "{table}" t')).all())
             for table in tables
         }
+
+
+def sql_statements(app, call) -> tuple[object, list[tuple[str, dict]]]:
+    """What `call()` returns, and every statement (with its parameters) sent meanwhile; not
+    the savepoints that keep each test in its own transaction."""
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "SAVEPOINT" not in statement:
+            statements.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        result = call()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return result, statements

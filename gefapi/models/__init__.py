@@ -4,6 +4,7 @@ from gefapi.models.execution import (
     Execution,
     ExecutionLog,
     ExecutionStatus,
+    ExecutionTotal,
     StatusLog,
 )
 from gefapi.models.script import Script, ScriptBuild, ScriptLog, ScriptStatus
@@ -15,6 +16,7 @@ __all__ = [
     "Execution",
     "ExecutionLog",
     "ExecutionStatus",
+    "ExecutionTotal",
     "OneTimeToken",
     "OneTimeTokenKind",
     "RefreshToken",

@@ -156,3 +156,15 @@ class StatusLog(db.Model):
     status_to: Mapped[str] = mapped_column(String(16), nullable=False)
     timestamp: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ExecutionTotal(db.Model):
+    """How many undeleted executions each user has, kept by a trigger on `executions`
+    (migration 3c1d2e4f5a6b), so unfiltered list totals cost one row per user, not one per
+    execution."""
+
+    __tablename__ = "execution_totals"
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -108,7 +108,7 @@ class ExecutionLogs(MethodView):
     def get(self, args, execution_id):
         """Log lines after `start` (a time) or `last-id`"""
         lines = execution_service.logs(execution_id, caller=caller(), **args)
-        return envelope(ExecutionLogSchema(many=True).dump(lines))
+        return envelope(ExecutionLogSchema.for_request(many=True).dump(lines))
 
     @login_required(allow_execution_token=True)
     @blp.doc(
@@ -131,8 +131,11 @@ class ExecutionLogs(MethodView):
         body = request.get_json(silent=True)
         entries = log_entries(body)
         rows = execution_service.add_logs(execution_id, entries, caller=caller())
-        dumped = ExecutionLogSchema(many=True).dump(rows)
+        dumped = ExecutionLogSchema.for_request(many=True).dump(rows)
         return envelope(dumped if isinstance(body, list) else dumped[0])
+
+
+LOG_ENTRY, LOG_ENTRIES = LogEntrySchema(), LogEntrySchema(many=True)
 
 
 def log_entries(body) -> list[dict]:
@@ -144,7 +147,7 @@ def log_entries(body) -> list[dict]:
     if not single and len(body) > current_app.config["MAX_LOG_BATCH"]:
         raise PayloadTooLarge(f"At most {current_app.config['MAX_LOG_BATCH']} lines per request")
     try:
-        entries = [LogEntrySchema().load(body)] if single else LogEntrySchema(many=True).load(body)
+        entries = [LOG_ENTRY.load(body)] if single else LOG_ENTRIES.load(body)
     except SchemaError as exc:
         raise ValidationError("Invalid log lines", errors=exc.normalized_messages()) from None
     for entry in entries:

@@ -131,7 +131,7 @@ class Logs(MethodView):
     def get(self, args, script_ref):
         """Build log lines after `start` (a time) or `last-id`"""
         lines = script_service.logs(script_ref, by=current_user, **args)
-        return envelope(ScriptLogSchema(many=True).dump(lines))
+        return envelope(ScriptLogSchema.for_request(many=True).dump(lines))
 
 
 @blp.route("/<script_ref>/run")

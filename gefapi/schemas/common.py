@@ -1,5 +1,6 @@
 """Fields and schemas shared by every resource."""
 
+import functools
 from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -113,9 +114,16 @@ class ResourceSchema(Schema):
         return names
 
     @classmethod
-    def for_request(cls, include: str | None = None, exclude: str | None = None, **kwargs):
+    def for_request(cls, include: str | None = None, exclude: str | None = None, many=False):
         drop = (set(cls.OPTIONAL) - cls.expand(include)) | cls.expand(exclude)
-        return cls(exclude=sorted(drop), **kwargs)
+        return _schema(cls, tuple(sorted(drop)), many)
+
+
+@functools.lru_cache(maxsize=512)
+def _schema(cls: type[Schema], exclude: tuple[str, ...], many: bool) -> Schema:
+    """Schemas are stateless once built, and building one per request costs as much as a dump.
+    The key holds only known field names (expand refuses others), so the cache stays small."""
+    return cls(exclude=exclude, many=many)
 
 
 def envelope(data, **extra) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import jsonschema
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import BigInteger, and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, selectinload
 
@@ -20,9 +20,16 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptStatus, User
 from gefapi.models.base import utcnow
-from gefapi.models.execution import TERMINAL_STATUSES, StatusLog
+from gefapi.models.execution import TERMINAL_STATUSES, ExecutionTotal, StatusLog
 from gefapi.services import client_service, script_service
-from gefapi.services.listing import Page, paginate, parse_sort, poll_logs
+from gefapi.services.listing import (
+    Page,
+    paginate,
+    paginate_parts,
+    parse_sort,
+    part_counts,
+    poll_logs,
+)
 from gefapi.tasks import enqueue
 
 SORTABLE = {
@@ -191,28 +198,51 @@ def list_executions(
     updated_at=None,
     options=(),
 ) -> Page:
-    query = select(Execution).where(~Execution.deleted).options(*options)
     if own_only or not caller.is_admin:
         if user_id is not None and user_id != caller.user.id:
             raise PermissionDenied("You may only list your own executions")
-        query = query.where(Execution.user_id == caller.user.id)
-    elif user_id is not None:
-        query = query.where(Execution.user_id == user_id)
+        user_id = caller.user.id
+    conditions = [~Execution.deleted]
+    if user_id is not None:
+        conditions.append(Execution.user_id == user_id)
     if status:
-        query = query.where(Execution.status.in_(_statuses(status)))
+        conditions.append(Execution.status.in_(_statuses(status)))
     if script_id is not None:
-        query = query.where(Execution.script_id == script_id)
-    if updated_at is not None:
-        # end_date >= start_date, so "start or end on or after t" is this index-friendly form.
-        query = query.where(
-            or_(
-                Execution.end_date >= updated_at,
-                and_(Execution.end_date.is_(None), Execution.start_date >= updated_at),
-            )
-        )
-    order = parse_sort(sort, SORTABLE) or list(DEFAULT_ORDER)
+        conditions.append(Execution.script_id == script_id)
+    custom_order = parse_sort(sort, SORTABLE)
+    order = [*(custom_order or DEFAULT_ORDER), Execution.id]
     cap = current_app.config["MAX_UNPAGINATED_EXECUTIONS"]
-    return paginate(query.order_by(*order, Execution.id), page=page, per_page=per_page, cap=cap)
+    if updated_at is None:
+        query = select(Execution).where(*conditions).options(*options).order_by(*order)
+        count = None if status or script_id is not None else _stored_total(user_id)
+        return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
+    # "Started or ended on or after t", as two disjoint index ranges (end_date >= start_date):
+    # the unfinished, then the finished, which is also the default order.
+    branches = (
+        and_(Execution.end_date.is_(None), Execution.start_date >= updated_at),
+        Execution.end_date >= updated_at,
+    )
+    parts = [
+        select(Execution).where(*conditions, branch).options(*options).order_by(*order)
+        for branch in branches
+    ]
+    if not custom_order:
+        return paginate_parts(parts, page=page, per_page=per_page, cap=cap)
+    query = select(Execution).where(*conditions, or_(*branches)).options(*options).order_by(*order)
+    count = select(sum(part_counts(parts)))
+    return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
+
+
+def _stored_total(user_id: uuid.UUID | None):
+    """The undeleted executions of one user, or of everybody, from the per-user totals."""
+    if user_id is None:
+        return select(func.coalesce(func.sum(ExecutionTotal.total), 0).cast(BigInteger))
+    return select(
+        func.coalesce(
+            select(ExecutionTotal.total).where(ExecutionTotal.user_id == user_id).scalar_subquery(),
+            0,
+        )
+    )
 
 
 def _statuses(value: str) -> list[str]:
@@ -299,20 +329,29 @@ def _check_results_size(results) -> None:
         raise PayloadTooLarge(f"Results larger than {limit} bytes")
 
 
-def add_logs(execution_id: str, entries: list[dict], *, caller: Caller) -> list[ExecutionLog]:
-    execution = get(execution_id, caller=caller)
+def add_logs(execution_id: str, entries: list[dict], *, caller: Caller) -> list[dict]:
+    """The stored lines, oldest first, as plain rows: one INSERT ... RETURNING for the batch,
+    and no ORM objects that the commit would expire and the answer would reload one by one."""
+    execution = get(
+        execution_id, caller=caller, options=[defer(Execution.params), defer(Execution.results)]
+    )
     if not caller.may_report(execution):
         raise PermissionDenied("Only the execution's runtime or an administrator may post logs")
     now = utcnow()
     rows = [
-        ExecutionLog(
-            execution_id=execution.id, text=entry["text"], level=entry["level"], register_date=now
-        )
+        {
+            "execution_id": execution.id,
+            "text": entry["text"],
+            "level": entry["level"],
+            "register_date": now,
+        }
         for entry in entries
     ]
-    db.session.add_all(rows)
+    ids = db.session.scalars(
+        insert(ExecutionLog).returning(ExecutionLog.id, sort_by_parameter_order=True), rows
+    ).all()
     db.session.commit()
-    return rows
+    return [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
 
 
 def normalise_level(level: str) -> str:

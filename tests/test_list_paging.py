@@ -1,0 +1,131 @@
+"""Pages of the `updated_at` list (fetched as two parts) and the stored unfiltered totals."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from gefapi.extensions import db
+from gefapi.models import Role
+from gefapi.models.base import utcnow
+from tests.helpers import data
+
+SINCE_DAYS = 14
+
+
+@pytest.fixture
+def owner_history(make_user, make_script, make_execution):
+    """3 unfinished and 4 finished executions inside the window, 2 outside it, and another
+    user's execution inside it. Some start dates tie, so the id decides their order."""
+    admin = make_user(Role.ADMIN)
+    owner = make_user()
+    script = make_script(admin, public=True)
+    now = utcnow()
+    tie = now - timedelta(days=1)
+    for start in (now - timedelta(hours=1), tie, tie):
+        make_execution(script, owner, status="RUNNING", start_date=start)
+    for days in (2, 5, 5, 13):
+        end = now - timedelta(days=days)
+        make_execution(
+            script, owner, status="FINISHED", start_date=end - timedelta(days=30), end_date=end
+        )
+    make_execution(script, owner, status="RUNNING", start_date=now - timedelta(days=40))
+    make_execution(
+        script,
+        owner,
+        status="FAILED",
+        start_date=now - timedelta(days=41),
+        end_date=now - timedelta(days=40),
+    )
+    make_execution(script, admin, status="RUNNING", start_date=now)
+    return admin, owner
+
+
+def in_window(execution: dict, since: str) -> bool:
+    return (execution["end_date"] or execution["start_date"]) >= since
+
+
+def listed(client, headers, query: str) -> dict:
+    return client.get(f"/api/v1/execution/user?{query}", headers=headers).get_json()
+
+
+def test_pages_of_the_updated_at_list_match_the_whole_list(client, owner_history, auth):
+    _, owner = owner_history
+    headers = auth(owner)
+    since = (utcnow() - timedelta(days=SINCE_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
+    everything = data(client.get("/api/v1/execution/user", headers=headers))
+    expected = [e["id"] for e in everything if in_window(e, since)]
+    assert len(expected) == 7
+    for per_page in range(1, 9):
+        seen = []
+        for page in range(1, 9 // per_page + 3):
+            body = listed(client, headers, f"updated_at={since}&page={page}&per_page={per_page}")
+            assert body["total"] == 7
+            seen += [e["id"] for e in body["data"]]
+        assert seen == expected, per_page
+
+
+def test_updated_at_with_a_sort_and_with_the_cap(client, app, owner_history, auth, monkeypatch):
+    _, owner = owner_history
+    headers = auth(owner)
+    since = (utcnow() - timedelta(days=SINCE_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
+    everything = data(client.get("/api/v1/execution/user?sort=-start_date", headers=headers))
+    expected = [e["id"] for e in everything if in_window(e, since)]
+    body = listed(client, headers, f"updated_at={since}&sort=-start_date&page=2&per_page=3")
+    assert body["total"] == 7 and [e["id"] for e in body["data"]] == expected[3:6]
+
+    unsorted = data(client.get("/api/v1/execution/user", headers=headers))
+    in_order = [e["id"] for e in unsorted if in_window(e, since)]
+    monkeypatch.setitem(app.config, "MAX_UNPAGINATED_EXECUTIONS", 4)  # the cap crosses parts
+    assert [e["id"] for e in listed(client, headers, f"updated_at={since}")["data"]] == in_order[:4]
+
+
+def stored_totals(app) -> dict[str, int]:
+    with app.app_context():
+        rows = db.session.execute(text("SELECT user_id::text, total FROM execution_totals"))
+        return {user_id: total for user_id, total in rows if total}
+
+
+def counted_totals(app) -> dict[str, int]:
+    with app.app_context():
+        rows = db.session.execute(
+            text("SELECT user_id::text, count(*) FROM executions WHERE NOT deleted GROUP BY 1")
+        )
+        return dict(rows.all())
+
+
+def sql(app, statement: str, **params) -> None:
+    with app.app_context():
+        db.session.execute(text(statement), params)
+        db.session.commit()
+
+
+def test_stored_totals_follow_every_kind_of_write(client, app, owner_history, auth):
+    admin, owner = owner_history
+    assert stored_totals(app) == counted_totals(app) == {str(owner.id): 9, str(admin.id): 1}
+    finished = [
+        e["id"]
+        for e in data(client.get("/api/v1/execution/user", headers=auth(owner)))
+        if e["end_date"]
+    ]
+
+    assert client.delete(f"/api/v1/execution/{finished[0]}", headers=auth(owner)).status_code == 200
+    assert listed(client, auth(owner), "page=1&per_page=2")["total"] == 8
+    sql(app, "UPDATE executions SET deleted = true WHERE id = :id", id=finished[1])
+    sql(app, "UPDATE executions SET deleted = true WHERE id = :id", id=finished[1])  # no change
+    sql(app, "UPDATE executions SET deleted = false WHERE id = :id", id=finished[0])
+    sql(
+        app, "UPDATE executions SET user_id = :admin WHERE id = :id", admin=admin.id, id=finished[2]
+    )
+    sql(app, "DELETE FROM executions WHERE id = :id", id=finished[3])
+    assert stored_totals(app) == counted_totals(app) == {str(owner.id): 6, str(admin.id): 2}
+
+    admin_list = client.get("/api/v1/execution?page=1&per_page=1", headers=auth(admin)).get_json()
+    assert admin_list["total"] == 8
+    by_user = f"/api/v1/execution?user_id={owner.id}&page=1&per_page=1"
+    assert client.get(by_user, headers=auth(admin)).get_json()["total"] == 6
+
+
+def test_a_user_without_executions_has_a_total_of_zero(client, make_user, auth):
+    body = listed(client, auth(make_user()), "page=1&per_page=10")
+    assert body["total"] == 0 and body["data"] == []
