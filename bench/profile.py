@@ -36,9 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--html", help="also write the profile as HTML to this file")
     parser.add_argument("--no-profile", action="store_true", help="timings and SQL only")
     parser.add_argument("--interval", type=float, default=0.0005)
-    parser.add_argument(
-        "--app", default="main:app", help="module:attribute of the WSGI app (bench.prototype:app)"
-    )
+    parser.add_argument("--app", default="main:app", help="module:attribute of the WSGI app")
     args = parser.parse_args(argv)
 
     # gefapi.config reads the environment at import time.

@@ -706,7 +706,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--app",
         default="main:app",
-        help="WSGI app to measure (bench.prototype:app measures the proposed fixes)",
+        help="WSGI app to measure (module:attribute)",
     )
     parser.add_argument("--skip-status", action="store_true")
     parser.add_argument("--drop", action="store_true", help="drop the bench databases at the end")

@@ -128,6 +128,8 @@ def app(database_url, smtp_server, storage_dir):
         REDIS_URL = REDIS_URL
         CELERY_BROKER_URL = None if REDIS_URL else "sqla+" + database_url
         RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+        # This one process lives through the fault tests' database restarts.
+        SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
     app = create_app(Config)
     with app.app_context():
@@ -197,6 +199,28 @@ def sent_tasks(monkeypatch):
 
     monkeypatch.setattr(gefapi.tasks, "deliver", record)
     return sent
+
+
+ENVIRONMENT_IMAGE = "gefapi/environment:tests"
+
+
+@pytest.fixture(scope="session")
+def environment_image() -> str:
+    """The execution environment image, built once for all the Docker tests."""
+    import docker
+
+    from gefapi.executors.images import build_environment_image
+    from tests.e2e.conftest import base_image
+
+    build_environment_image(
+        docker.from_env(version="auto"),
+        tag=ENVIRONMENT_IMAGE,
+        base_image=base_image(),
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        network="host",
+        on_line=lambda line: None,
+    )
+    return ENVIRONMENT_IMAGE
 
 
 @pytest.fixture

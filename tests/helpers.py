@@ -1,5 +1,6 @@
 """Small assertions shared by the tests."""
 
+import os
 import re
 
 from sqlalchemy import event, text
@@ -53,3 +54,12 @@ def sql_statements(app, call) -> tuple[object, list[tuple[str, dict]]]:
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     return result, statements
+
+
+def stored_files(root: str) -> list[str]:
+    """Every file under `root` (the archive storage), as sorted relative paths."""
+    return sorted(
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, _, names in os.walk(root)
+        for name in names
+    )

@@ -15,7 +15,6 @@ caller holds the runtime token of another execution of the same user. On endpoin
 
 import io
 import json
-import os
 import re
 import tarfile
 import uuid
@@ -29,7 +28,7 @@ from gefapi.extensions import db
 from gefapi.models import ExecutionStatus, Role, ScriptBuild
 from gefapi.models.base import utcnow
 from gefapi.storage import LocalStorage
-from tests.helpers import database_state
+from tests.helpers import database_state, stored_files
 
 PASSWORD = "matrix password 0123"
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -188,14 +187,6 @@ class World:
         )
         assert response.status_code == 200, response.get_json()
         return response.get_json()["data"]
-
-    def stored(self) -> list[str]:
-        """Every file in the archive storage."""
-        return sorted(
-            os.path.relpath(os.path.join(folder, name), self.storage_root)
-            for folder, _, names in os.walk(self.storage_root)
-            for name in names
-        )
 
 
 @pytest.fixture
@@ -438,7 +429,7 @@ def check_success(world, method, path, response, sent_tasks) -> None:
 def test_authorization(app, world, mailbox, sent_tasks, method, path, caller, expected, make_body):
     headers = world.headers(caller, path)
     body = make_body(world)
-    before = (database_state(app), len(mailbox.messages), world.stored())
+    before = (database_state(app), len(mailbox.messages), stored_files(world.storage_root))
 
     response = world.client.open(
         world.path(path), method=method, headers=headers, **request_kwargs(body)
@@ -452,7 +443,7 @@ def test_authorization(app, world, mailbox, sent_tasks, method, path, caller, ex
         check_success(world, method, path, response, sent_tasks)
     else:
         assert_error_shape(response, expected)
-        after = (database_state(app), len(mailbox.messages), world.stored())
+        after = (database_state(app), len(mailbox.messages), stored_files(world.storage_root))
         assert after == before, "a refused call wrote"
         assert sent_tasks == [], "a refused call sent a task"
 

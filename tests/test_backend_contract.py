@@ -12,28 +12,19 @@ import pytest
 from gefapi import archives
 from gefapi.executors.base import BuildFailed, BuildSpec, RunSpec, RunState
 from gefapi.executors.docker import DockerBackend
-from gefapi.executors.images import ImageBuilder, build_environment_image
+from gefapi.executors.images import ImageBuilder
 from gefapi.executors.local import LocalBackend
 from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
-from tests.e2e.conftest import base_image
+from tests.conftest import ENVIRONMENT_IMAGE
 
-ENVIRONMENT = "gefapi/environment:contract"
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
 
 
 @pytest.fixture(scope="module")
-def docker_client():
+def docker_client(environment_image):
     client = docker.from_env(version="auto")
-    build_environment_image(
-        client,
-        tag=ENVIRONMENT,
-        base_image=base_image(),
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
-        network="host",
-        on_line=lambda line: None,
-    )
     yield client
     for service in client.services.list(filters={"label": "gefapi.contract"}):
         service.remove()
@@ -57,7 +48,7 @@ def local_image(local_backend, tmp_path_factory):
     """The local backend's "image": a build folder (virtualenv and script)."""
     path = tmp_path_factory.mktemp("archive") / "script.tar.gz"
     path.write_bytes(script_archive())
-    spec = BuildSpec(str(path), "contract-base", ENVIRONMENT)
+    spec = BuildSpec(str(path), "contract-base", ENVIRONMENT_IMAGE)
     return local_backend.build(spec, lambda line: None).image
 
 
@@ -84,7 +75,7 @@ def backend(request):
     backend = {"swarm": SwarmBackend, "docker": DockerBackend}[request.param](
         client, builder, network="host"
     )
-    backend.run_image = ENVIRONMENT
+    backend.run_image = ENVIRONMENT_IMAGE
     return backend
 
 
@@ -126,7 +117,7 @@ def test_image_build_streams_lines_and_tags_the_image(docker_client, tmp_path):
     path.write_bytes(script_archive(requirements="six\n"))
     lines = []
     image = f"gefapi/contract:{uuid.uuid4().hex}"
-    result = backend.build(BuildSpec(str(path), image, ENVIRONMENT), lines.append)
+    result = backend.build(BuildSpec(str(path), image, ENVIRONMENT_IMAGE), lines.append)
     assert result.image == image and result.digest
     assert any(line.startswith("Step ") for line in lines)
     output = client.containers.run(
@@ -142,7 +133,9 @@ def test_local_build_makes_a_virtualenv_with_the_requirements(local_backend, tmp
     path = tmp_path / "script.tar.gz"
     path.write_bytes(script_archive(requirements="six\n"))
     lines = []
-    result = local_backend.build(BuildSpec(str(path), "contract-six", ENVIRONMENT), lines.append)
+    result = local_backend.build(
+        BuildSpec(str(path), "contract-six", ENVIRONMENT_IMAGE), lines.append
+    )
     python = f"{result.image}/venv/bin/python"
     check = subprocess.run([python, "-c", "import six; print('ok')"], capture_output=True)
     assert check.stdout.strip() == b"ok"
@@ -155,7 +148,7 @@ def test_build_failure_is_reported(backend, tmp_path):
     path.write_bytes(script_archive(requirements="this-does-not-exist-gefapi==9.9.9\n"))
     with pytest.raises(BuildFailed):
         backend.build(
-            BuildSpec(str(path), f"gefapi/contract:{uuid.uuid4().hex}", ENVIRONMENT),
+            BuildSpec(str(path), f"gefapi/contract:{uuid.uuid4().hex}", ENVIRONMENT_IMAGE),
             lambda line: None,
         )
 
@@ -226,6 +219,6 @@ def test_unreachable_engine_is_backend_unavailable(tmp_path):
 
     broken = docker.DockerClient(base_url=f"unix://{tmp_path}/no.sock", version="1.41")
     backend = DockerBackend(broken, None, network=None)
-    backend.run_image = ENVIRONMENT
+    backend.run_image = ENVIRONMENT_IMAGE
     with pytest.raises(BackendUnavailable):
         backend.start(spec(backend, "print(1)"))

@@ -18,7 +18,7 @@ import pytest
 
 from gefapi.models import ExecutionStatus, Role, ScriptStatus
 from gefapi.models.base import utcnow
-from tests.helpers import database_state
+from tests.helpers import database_state, stored_files
 
 PASSWORD = "bad input password 0123"
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -91,14 +91,6 @@ class World:
             **{name: execution.id for name, execution in self.executions.items()},
         )
 
-    def stored(self) -> list[str]:
-        """Every file in the archive storage."""
-        return sorted(
-            os.path.relpath(os.path.join(folder, name), self.storage_root)
-            for folder, _, names in os.walk(self.storage_root)
-            for name in names
-        )
-
 
 @pytest.fixture
 def world(
@@ -129,7 +121,12 @@ def assert_error_shape(response, status: int, field: str | None = None) -> dict:
 
 
 def snapshot(app, mailbox, world) -> tuple:
-    return database_state(app), len(mailbox.messages), world.stored(), list(world.sent_tasks)
+    return (
+        database_state(app),
+        len(mailbox.messages),
+        stored_files(world.storage_root),
+        list(world.sent_tasks),
+    )
 
 
 def assert_refused(app, mailbox, world, caller, method, path, expected, field=None, **request):
@@ -987,4 +984,4 @@ def test_valid_archive_is_accepted(world):
     data = response.get_json()["data"]
     assert (data["slug"], data["status"]) == ("bad-input-upload", "PENDING")
     assert [task[0] for task in world.sent_tasks] == ["scripts.build"]
-    assert len(world.stored()) == 1
+    assert len(stored_files(world.storage_root)) == 1

@@ -4,6 +4,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gefapi.extensions import db
 from gefapi.models import (
@@ -17,6 +19,7 @@ from gefapi.models import (
 )
 from gefapi.models.base import utcnow
 from gefapi.models.execution import ALLOWED_TRANSITIONS
+from gefapi.schemas.execution import LogEntrySchema, is_plain_log_line
 from tests.helpers import DATE_RE, assert_error, data
 
 PLUGIN = {"X-TE-Client": "type=qgis_plugin; version=2.3.2; qgis_version=3.34.0; os=Linux; lang=en"}
@@ -193,6 +196,34 @@ def test_runtime_reports_like_gefcore(client, world, auth, make_execution, runti
             .order_by(StatusLog.id)
         ).all()
     assert history == ["RUNNING", "FINISHED"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+LOG_LINES = st.one_of(
+    st.fixed_dictionaries(
+        {"text": st.text(max_size=30) | JSON_VALUES},
+        optional={"level": st.sampled_from(["INFO", "warn"]) | JSON_VALUES, "extra": JSON_VALUES},
+    ),
+    JSON_VALUES,
+)
+
+
+@given(LOG_LINES)
+def test_the_quick_log_line_check_accepts_only_what_the_schema_accepts(line):
+    if is_plain_log_line(line):
+        assert LogEntrySchema().load(line) == {
+            "text": line["text"],
+            "level": line.get("level", "INFO"),
+        }
+
+
+def test_the_quick_log_line_check_covers_long_lines():
+    assert is_plain_log_line({"text": "x" * 10_000})
+    assert not is_plain_log_line({"text": "x" * 10_001})
 
 
 def test_batched_logs_keep_their_order(client, world, make_execution, runtime_headers, auth):

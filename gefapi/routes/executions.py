@@ -18,6 +18,8 @@ from gefapi.schemas.execution import (
     ExecutionSchema,
     ExecutionUpdateSchema,
     LogEntrySchema,
+    dump_new_log_lines,
+    is_plain_log_line,
 )
 from gefapi.schemas.script import LogPollArgs
 from gefapi.services import execution_service
@@ -131,7 +133,7 @@ class ExecutionLogs(MethodView):
         body = request.get_json(silent=True)
         entries = log_entries(body)
         rows = execution_service.add_logs(execution_id, entries, caller=caller())
-        dumped = ExecutionLogSchema.for_request(many=True).dump(rows)
+        dumped = dump_new_log_lines(rows)
         return envelope(dumped if isinstance(body, list) else dumped[0])
 
 
@@ -142,14 +144,18 @@ def log_entries(body) -> list[dict]:
     from flask import current_app
 
     single = isinstance(body, dict)
-    if not single and (not isinstance(body, list) or not body):
+    lines = [body] if single else body
+    if not isinstance(lines, list) or not lines:
         raise ValidationError("Send a log object {text, level} or a non-empty array of them")
-    if not single and len(body) > current_app.config["MAX_LOG_BATCH"]:
+    if len(lines) > current_app.config["MAX_LOG_BATCH"]:
         raise PayloadTooLarge(f"At most {current_app.config['MAX_LOG_BATCH']} lines per request")
-    try:
-        entries = [LOG_ENTRY.load(body)] if single else LOG_ENTRIES.load(body)
-    except SchemaError as exc:
-        raise ValidationError("Invalid log lines", errors=exc.normalized_messages()) from None
+    if all(map(is_plain_log_line, lines)):
+        entries = [{"text": line["text"], "level": line.get("level", "INFO")} for line in lines]
+    else:  # the schema finds what is wrong and says so
+        try:
+            entries = [LOG_ENTRY.load(body)] if single else LOG_ENTRIES.load(body)
+        except SchemaError as exc:
+            raise ValidationError("Invalid log lines", errors=exc.normalized_messages()) from None
     for entry in entries:
         entry["level"] = execution_service.normalise_level(entry["level"])
     return entries

@@ -347,8 +347,9 @@ def add_logs(execution_id: str, entries: list[dict], *, caller: Caller) -> list[
         }
         for entry in entries
     ]
+    table = ExecutionLog.__table__  # Core, not the ORM's bulk insert: no per-row bookkeeping
     ids = db.session.scalars(
-        insert(ExecutionLog).returning(ExecutionLog.id, sort_by_parameter_order=True), rows
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
     ).all()
     db.session.commit()
     return [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]

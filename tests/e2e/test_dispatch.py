@@ -4,39 +4,22 @@ import docker
 import pytest
 
 from gefapi.executors import get_backend
-from gefapi.executors.images import build_environment_image
 from gefapi.extensions import db
 from gefapi.models import Execution, ScriptBuild
 from gefapi.services import dispatch_service
-from tests.e2e.conftest import base_image
 
 pytestmark = pytest.mark.docker
-IMAGE = "gefapi/environment:dispatch-test"
-
-
-@pytest.fixture(scope="module")
-def image():
-    client = docker.from_env(version="auto")
-    build_environment_image(
-        client,
-        tag=IMAGE,
-        base_image=base_image(),
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
-        network="host",
-        on_line=lambda line: None,
-    )
-    return IMAGE
 
 
 @pytest.fixture
-def execution(app, make_user, make_script, make_execution, image, monkeypatch):
+def execution(app, make_user, make_script, make_execution, environment_image, monkeypatch):
     monkeypatch.setitem(app.config, "EXECUTION_BACKEND", "swarm")
     monkeypatch.setitem(app.config, "EXECUTION_NETWORK", "host")
     app.extensions.pop("executor", None)
     user = make_user()
     script = make_script(user)
     with app.app_context():
-        db.session.get(ScriptBuild, script.current_build_id).image = image
+        db.session.get(ScriptBuild, script.current_build_id).image = environment_image
         db.session.commit()
     execution = make_execution(script, user)
     yield execution
