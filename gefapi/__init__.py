@@ -7,10 +7,12 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gefapi.config import Config, check_secrets
+from gefapi.jsonprovider import OrjsonProvider
 
 
 def create_app(config: type | Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
     app.config.from_object(Config)
     if isinstance(config, Mapping):
         app.config.update(config)

@@ -288,6 +288,18 @@ def test_results_size_cap(client, world, make_execution, runtime_headers, monkey
     assert_error(response, 413)
 
 
+def test_results_come_back_as_they_were_sent(client, world, make_execution, runtime_headers):
+    """Whatever JSON the runtime reports is served unchanged: integers beyond 64 bits, text
+    beyond ASCII, nested arrays."""
+    _, user, script = world
+    execution = make_execution(script, user, status=ExecutionStatus.RUNNING)
+    results = {"big": 2**70, "name": "Ñuñoa, 東京", "nested": [[1.5, None, True]]}
+    url = f"/api/v1/execution/{execution.id}"
+    patched = client.patch(url, json={"results": results}, headers=runtime_headers(execution))
+    assert data(patched)["results"] == results
+    assert data(client.get(url, headers=runtime_headers(execution)))["results"] == results
+
+
 # The state machine ---------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from gefapi.extensions import db, limiter
 from gefapi.models.base import utcnow
 from gefapi.routes import Blueprint
-from gefapi.schemas.common import DATE_FORMAT
+from gefapi.schemas.common import timestamp
 
 blp = Blueprint("health", __name__, description="Health")
 
@@ -53,6 +53,6 @@ class Health(MethodView):
             "status": "ok" if healthy else "degraded",
             "database": "ok" if database else "unavailable",
             "broker": "ok" if broker else "unavailable",
-            "timestamp": utcnow().strftime(DATE_FORMAT),
+            "timestamp": timestamp(utcnow()),
         }
         return body, 200 if healthy else 503

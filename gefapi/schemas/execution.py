@@ -2,12 +2,12 @@ from marshmallow import fields, validate
 
 from gefapi.models import ExecutionStatus
 from gefapi.schemas.common import (
-    DATE_FORMAT,
     ListArgs,
     QueryDateTime,
     ResourceSchema,
     StrictSchema,
     Timestamp,
+    timestamp,
 )
 from gefapi.schemas.user import UserSummarySchema
 
@@ -30,7 +30,7 @@ def dump_new_log_lines(rows: list[dict]) -> list[dict]:
     if not rows:
         return []
     execution_id, register_date = str(rows[0]["execution_id"]), rows[0]["register_date"]
-    stamp = register_date.strftime(DATE_FORMAT)
+    stamp = timestamp(register_date)
     return [
         {
             "execution_id": execution_id,
