@@ -406,8 +406,8 @@ def seed(args) -> None:
     # The counting trigger is off with the other triggers (replica role): count once here.
     step(
         "execution totals",
-        "DELETE FROM execution_totals; INSERT INTO execution_totals (user_id, total) "
-        "SELECT user_id, count(*) FROM executions WHERE NOT deleted GROUP BY user_id",
+        "DELETE FROM execution_totals; INSERT INTO execution_totals (user_id, status, total) "
+        "SELECT user_id, status, count(*) FROM executions WHERE NOT deleted GROUP BY 1, 2",
     )
     for name, definition in indexes:
         step(f"index {name}", definition)

@@ -80,18 +80,21 @@ def test_updated_at_with_a_sort_and_with_the_cap(client, app, owner_history, aut
     assert [e["id"] for e in listed(client, headers, f"updated_at={since}")["data"]] == in_order[:4]
 
 
-def stored_totals(app) -> dict[str, int]:
+def stored_totals(app) -> dict[tuple[str, str], int]:
     with app.app_context():
-        rows = db.session.execute(text("SELECT user_id::text, total FROM execution_totals"))
-        return {user_id: total for user_id, total in rows if total}
+        rows = db.session.execute(text("SELECT user_id::text, status, total FROM execution_totals"))
+        return {(user_id, status): total for user_id, status, total in rows if total}
 
 
-def counted_totals(app) -> dict[str, int]:
+def counted_totals(app) -> dict[tuple[str, str], int]:
     with app.app_context():
         rows = db.session.execute(
-            text("SELECT user_id::text, count(*) FROM executions WHERE NOT deleted GROUP BY 1")
+            text(
+                "SELECT user_id::text, status, count(*) FROM executions WHERE NOT deleted"
+                " GROUP BY 1, 2"
+            )
         )
-        return dict(rows.all())
+        return {(user_id, status): total for user_id, status, total in rows}
 
 
 def sql(app, statement: str, **params) -> None:
@@ -102,28 +105,54 @@ def sql(app, statement: str, **params) -> None:
 
 def test_stored_totals_follow_every_kind_of_write(client, app, owner_history, auth):
     admin, owner = owner_history
-    assert stored_totals(app) == counted_totals(app) == {str(owner.id): 9, str(admin.id): 1}
-    finished = [
-        e["id"]
-        for e in data(client.get("/api/v1/execution/user", headers=auth(owner)))
-        if e["end_date"]
-    ]
+    mine, theirs = str(owner.id), str(admin.id)
+    assert (
+        stored_totals(app)
+        == counted_totals(app)
+        == {
+            (mine, "RUNNING"): 4,
+            (mine, "FINISHED"): 4,
+            (mine, "FAILED"): 1,
+            (theirs, "RUNNING"): 1,
+        }
+    )
+    listing = data(client.get("/api/v1/execution/user", headers=auth(owner)))
+    finished = [e["id"] for e in listing if e["status"] == "FINISHED"]
+    running = [e["id"] for e in listing if e["status"] == "RUNNING"]
 
     assert client.delete(f"/api/v1/execution/{finished[0]}", headers=auth(owner)).status_code == 200
     assert listed(client, auth(owner), "page=1&per_page=2")["total"] == 8
     sql(app, "UPDATE executions SET deleted = true WHERE id = :id", id=finished[1])
     sql(app, "UPDATE executions SET deleted = true WHERE id = :id", id=finished[1])  # no change
     sql(app, "UPDATE executions SET deleted = false WHERE id = :id", id=finished[0])
-    sql(
-        app, "UPDATE executions SET user_id = :admin WHERE id = :id", admin=admin.id, id=finished[2]
-    )
+    sql(app, "UPDATE executions SET user_id = :to WHERE id = :id", to=admin.id, id=finished[2])
     sql(app, "DELETE FROM executions WHERE id = :id", id=finished[3])
-    assert stored_totals(app) == counted_totals(app) == {str(owner.id): 6, str(admin.id): 2}
+    patch = client.patch(
+        f"/api/v1/execution/{running[0]}", json={"status": "FINISHED"}, headers=auth(admin)
+    )
+    assert patch.status_code == 200
+    sql(app, "UPDATE executions SET status = 'CANCELLING' WHERE id = :id", id=running[1])
+    assert (
+        stored_totals(app)
+        == counted_totals(app)
+        == {
+            (mine, "RUNNING"): 2,
+            (mine, "FINISHED"): 2,
+            (mine, "FAILED"): 1,
+            (mine, "CANCELLING"): 1,
+            (theirs, "RUNNING"): 1,
+            (theirs, "FINISHED"): 1,
+        }
+    )
 
-    admin_list = client.get("/api/v1/execution?page=1&per_page=1", headers=auth(admin)).get_json()
-    assert admin_list["total"] == 8
-    by_user = f"/api/v1/execution?user_id={owner.id}&page=1&per_page=1"
-    assert client.get(by_user, headers=auth(admin)).get_json()["total"] == 6
+    def total(url, user) -> int:
+        return client.get(url, headers=auth(user)).get_json()["total"]
+
+    assert total("/api/v1/execution?page=1&per_page=1", admin) == 8
+    assert total(f"/api/v1/execution?user_id={owner.id}&page=1&per_page=1", admin) == 6
+    assert total("/api/v1/execution?status=RUNNING,FINISHED&page=1&per_page=1", admin) == 6
+    assert total("/api/v1/execution/user?status=finished&page=1&per_page=1", owner) == 2
+    assert total("/api/v1/execution/user?status=PENDING&page=1&per_page=1", owner) == 0
 
 
 def test_a_user_without_executions_has_a_total_of_zero(client, make_user, auth):

@@ -112,17 +112,25 @@ def test_list_queries_are_index_driven(client, app, big_table, auth):
         assert_index_driven(app, statements)
 
 
-def test_unfiltered_totals_come_from_the_stored_totals(client, app, big_table, auth):
+def test_totals_without_a_window_or_script_come_from_the_stored_totals(
+    client, app, big_table, auth
+):
     """Exact, and no statement of these requests counts executions."""
     admin, heavy = big_table
     with app.app_context():
-        everyone, heavy_total = db.session.execute(
-            text("SELECT count(*), count(*) FILTER (WHERE user_id = :heavy) FROM executions"),
+        everyone, heavy_total, running, heavy_finished = db.session.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE user_id = :heavy),"
+                " count(*) FILTER (WHERE status = 'RUNNING'),"
+                " count(*) FILTER (WHERE user_id = :heavy AND status = 'FINISHED') FROM executions"
+            ),
             {"heavy": heavy.id},
         ).one()
     for url, caller, expected in (
         ("/api/v1/execution?page=1&per_page=100", admin, everyone),
         ("/api/v1/execution/user?page=3&per_page=100", heavy, heavy_total),
+        ("/api/v1/execution?status=RUNNING&page=2&per_page=100", admin, running),
+        ("/api/v1/execution/user?status=FINISHED&page=1&per_page=100", heavy, heavy_finished),
     ):
         response, statements = sql_statements(app, partial(client.get, url, headers=auth(caller)))
         assert response.get_json()["total"] == expected

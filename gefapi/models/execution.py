@@ -159,12 +159,13 @@ class StatusLog(db.Model):
 
 
 class ExecutionTotal(db.Model):
-    """How many undeleted executions each user has, kept by a trigger on `executions`
-    (migration 3c1d2e4f5a6b), so unfiltered list totals cost one row per user, not one per
-    execution."""
+    """How many undeleted executions each user has in each status, kept by a trigger on
+    `executions` (migration 3c1d2e4f5a6b): list totals and status counts cost one row per
+    (user, status), not one per execution."""
 
     __tablename__ = "execution_totals"
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -256,6 +256,7 @@ def _expire_queue(max_seconds: int) -> None:
     expired = db.session.scalars(
         select(Execution)
         .where(Execution.status == S.PENDING, Execution.start_date < cutoff)
+        .order_by(Execution.user_id)  # the totals' rows locked in one order (see the trigger)
         .with_for_update(skip_locked=True)
         .limit(500)
     ).all()

@@ -205,8 +205,9 @@ def list_executions(
     conditions = [~Execution.deleted]
     if user_id is not None:
         conditions.append(Execution.user_id == user_id)
-    if status:
-        conditions.append(Execution.status.in_(_statuses(status)))
+    statuses = _statuses(status) if status else None
+    if statuses:
+        conditions.append(Execution.status.in_(statuses))
     if script_id is not None:
         conditions.append(Execution.script_id == script_id)
     custom_order = parse_sort(sort, SORTABLE)
@@ -214,7 +215,7 @@ def list_executions(
     cap = current_app.config["MAX_UNPAGINATED_EXECUTIONS"]
     if updated_at is None:
         query = select(Execution).where(*conditions).options(*options).order_by(*order)
-        count = None if status or script_id is not None else _stored_total(user_id)
+        count = None if script_id is not None else _stored_total(user_id, statuses)
         return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
     # "Started or ended on or after t", as two disjoint index ranges (end_date >= start_date):
     # the unfinished, then the finished, which is also the default order.
@@ -233,16 +234,15 @@ def list_executions(
     return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
 
 
-def _stored_total(user_id: uuid.UUID | None):
-    """The undeleted executions of one user, or of everybody, from the per-user totals."""
-    if user_id is None:
-        return select(func.coalesce(func.sum(ExecutionTotal.total), 0).cast(BigInteger))
-    return select(
-        func.coalesce(
-            select(ExecutionTotal.total).where(ExecutionTotal.user_id == user_id).scalar_subquery(),
-            0,
-        )
-    )
+def _stored_total(user_id: uuid.UUID | None, statuses: list[str] | None):
+    """The undeleted executions of one user or of everybody, in some statuses or in all, from
+    the totals per (user, status)."""
+    query = select(func.coalesce(func.sum(ExecutionTotal.total), 0).cast(BigInteger))
+    if user_id is not None:
+        query = query.where(ExecutionTotal.user_id == user_id)
+    if statuses:
+        query = query.where(ExecutionTotal.status.in_(statuses))
+    return query
 
 
 def _statuses(value: str) -> list[str]:
