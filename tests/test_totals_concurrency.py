@@ -1,0 +1,107 @@
+"""The stored totals under real concurrency: many transactions at once, on their own connections
+to a database of their own, move executions of the same users. None deadlocks and the totals
+stay equal to a count of the rows."""
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+
+from gefapi import create_app
+from gefapi.config import TestingConfig
+from gefapi.extensions import db
+from gefapi.models import Execution, ExecutionStatus, Role, Script, ScriptBuild, ScriptStatus, User
+from gefapi.services import execution_service
+from tests.conftest import admin_sql, fresh_database_url
+
+THREADS, RUNS = 8, 12
+PATH = (ExecutionStatus.READY, ExecutionStatus.RUNNING, ExecutionStatus.FINISHED)
+
+
+@pytest.fixture
+def own_database():
+    name, url = fresh_database_url()
+    app = create_app(type("OwnDatabase", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url}))
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    with app.app_context():
+        users = [
+            User(
+                email=f"{n}@example.org",
+                name="T",
+                role=Role.USER,
+                email_notifications_enabled=False,
+            )
+            for n in range(2)
+        ]
+        db.session.add_all(users)
+        db.session.flush()
+        script = Script(name="s", slug="s", user_id=users[0].id, status=ScriptStatus.SUCCESS)
+        db.session.add(script)
+        db.session.flush()
+        build = ScriptBuild(
+            script_id=script.id, status=ScriptStatus.SUCCESS, image="i", archive_key="k"
+        )
+        db.session.add(build)
+        db.session.commit()
+        world = (app, [u.id for u in users], script.id, build.id)
+    yield world
+    with app.app_context():
+        db.engine.dispose()
+    admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def churn(app, user_id, script_id, build_id, errors: list) -> None:
+    """Runs of one user, each through its whole life in separate transactions."""
+    try:
+        with app.app_context():
+            for n in range(RUNS):
+                execution_id = uuid.uuid4()
+                db.session.add(
+                    Execution(
+                        id=execution_id, script_id=script_id, build_id=build_id, user_id=user_id
+                    )
+                )
+                db.session.commit()
+                for status in PATH:
+                    execution = db.session.scalar(
+                        select(Execution).where(Execution.id == execution_id).with_for_update()
+                    )
+                    execution_service.transition(execution, status)
+                    db.session.commit()
+                if n % 3 == 0:
+                    db.session.get(Execution, execution_id).deleted = True
+                    db.session.commit()
+    except Exception as exc:  # a deadlock or anything else: reported by the test
+        errors.append(exc)
+
+
+def test_totals_stay_exact_under_concurrent_writes(own_database):
+    app, users, script_id, build_id = own_database
+    errors: list = []
+    threads = [
+        threading.Thread(target=churn, args=(app, users[n % 2], script_id, build_id, errors))
+        for n in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    with app.app_context():
+        stored = dict(
+            db.session.execute(
+                text("SELECT user_id::text || status, total FROM execution_totals WHERE total > 0")
+            ).all()
+        )
+        counted = dict(
+            db.session.execute(
+                text(
+                    "SELECT user_id::text || status, count(*) FROM executions WHERE NOT deleted"
+                    " GROUP BY user_id, status"
+                )
+            ).all()
+        )
+    kept = THREADS * (RUNS - len(range(0, RUNS, 3)))
+    assert stored == counted and sum(stored.values()) == kept
+    assert {key[36:] for key in stored} == {"FINISHED"}
