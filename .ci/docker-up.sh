@@ -6,12 +6,13 @@ CACHE="${GEFAPI_CACHE:-/var/cache/gefapi}"
 BASE_IMAGE="${BASE_IMAGE:-local/debian-python:bookworm}"
 mkdir -p "$CACHE"
 
-# docker-compose (v1, Debian's package) runs the admin compose file in tests/e2e/test_deploy.py.
+# docker-compose (v1, Debian's package) runs the admin compose file in tests/e2e/test_deploy.py;
+# docker-registry (Distribution 2.8) serves the registry push test on 127.0.0.1.
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null \
-    || ! command -v docker-compose >/dev/null; then
+    || ! command -v docker-compose >/dev/null || ! command -v docker-registry >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose \
-    >/dev/null
+    docker-registry >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

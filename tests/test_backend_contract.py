@@ -8,6 +8,7 @@ import uuid
 
 import docker
 import pytest
+import requests
 
 from gefapi import archives
 from gefapi.executors.base import BuildFailed, BuildSpec, RunSpec, RunState
@@ -16,7 +17,7 @@ from gefapi.executors.images import ImageBuilder
 from gefapi.executors.local import LocalBackend
 from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
-from tests.conftest import ENVIRONMENT_IMAGE
+from tests.conftest import ENVIRONMENT_IMAGE, free_port
 
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
@@ -127,6 +128,65 @@ def test_image_build_streams_lines_and_tags_the_image(docker_client, tmp_path):
         network_mode="host",
     )
     assert output.strip() == b"ok"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Distribution's registry (Debian's docker-registry) on a loopback port; the engine treats
+    127.0.0.0/8 registries as insecure by default, so plain HTTP is enough."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    server = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            if requests.get(f"{url}/v2/", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            assert time.time() < deadline, "the registry did not start"
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}", url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.mark.docker
+def test_a_build_is_pushed_to_the_registry_and_runs_from_it(docker_client, registry, tmp_path):
+    address, url = registry
+    client = docker_client
+    builder = ImageBuilder(
+        client,
+        archive_limits=LIMITS,
+        network="host",
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        registry=address,
+    )
+    path = tmp_path / "script.tar.gz"
+    path.write_bytes(script_archive())
+    tag = uuid.uuid4().hex
+    image = f"{address}/contract-push:{tag}"
+    lines = []
+    result = builder.build(BuildSpec(str(path), image, ENVIRONMENT_IMAGE), lines.append)
+    assert result.image == image and result.digest.startswith("sha256:")
+    assert lines[-1] == f"Pushed {image} ({result.digest})"
+    assert requests.get(f"{url}/v2/contract-push/tags/list", timeout=5).json()["tags"] == [tag]
+    # What another node does: pull by name from the registry, then run it.
+    client.images.remove(image, force=True)
+    client.images.pull(f"{address}/contract-push", tag=tag)
+    output = client.containers.run(
+        image, ["python", "-c", "import script.main; print('ok')"], remove=True, network_mode="host"
+    )
+    assert output.strip() == b"ok"
+    client.images.remove(image, force=True)
 
 
 def test_local_build_makes_a_virtualenv_with_the_requirements(local_backend, tmp_path):
