@@ -63,3 +63,22 @@ def stored_files(root: str) -> list[str]:
         for folder, _, names in os.walk(root)
         for name in names
     )
+
+
+def stored_totals(app) -> dict[tuple[str, str], int]:
+    """execution_totals as {(user id, status): total}, zero rows left out."""
+    with app.app_context():
+        rows = db.session.execute(text("SELECT user_id::text, status, total FROM execution_totals"))
+        return {(user_id, status): total for user_id, status, total in rows if total}
+
+
+def counted_totals(app) -> dict[tuple[str, str], int]:
+    """The same, counted from the undeleted executions."""
+    with app.app_context():
+        rows = db.session.execute(
+            text(
+                "SELECT user_id::text, status, count(*) FROM executions WHERE NOT deleted"
+                " GROUP BY 1, 2"
+            )
+        )
+        return {(user_id, status): total for user_id, status, total in rows}

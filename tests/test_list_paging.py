@@ -8,7 +8,7 @@ from sqlalchemy import text
 from gefapi.extensions import db
 from gefapi.models import Role
 from gefapi.models.base import utcnow
-from tests.helpers import data
+from tests.helpers import counted_totals, data, stored_totals
 
 SINCE_DAYS = 14
 
@@ -78,23 +78,6 @@ def test_updated_at_with_a_sort_and_with_the_cap(client, app, owner_history, aut
     in_order = [e["id"] for e in unsorted if in_window(e, since)]
     monkeypatch.setitem(app.config, "MAX_UNPAGINATED_EXECUTIONS", 4)  # the cap crosses parts
     assert [e["id"] for e in listed(client, headers, f"updated_at={since}")["data"]] == in_order[:4]
-
-
-def stored_totals(app) -> dict[tuple[str, str], int]:
-    with app.app_context():
-        rows = db.session.execute(text("SELECT user_id::text, status, total FROM execution_totals"))
-        return {(user_id, status): total for user_id, status, total in rows if total}
-
-
-def counted_totals(app) -> dict[tuple[str, str], int]:
-    with app.app_context():
-        rows = db.session.execute(
-            text(
-                "SELECT user_id::text, status, count(*) FROM executions WHERE NOT deleted"
-                " GROUP BY 1, 2"
-            )
-        )
-        return {(user_id, status): total for user_id, status, total in rows}
 
 
 def sql(app, statement: str, **params) -> None:

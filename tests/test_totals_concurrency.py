@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from gefapi import create_app
 from gefapi.config import TestingConfig
@@ -14,6 +14,7 @@ from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionStatus, Role, Script, ScriptBuild, ScriptStatus, User
 from gefapi.services import execution_service
 from tests.conftest import admin_sql, fresh_database_url
+from tests.helpers import counted_totals, stored_totals
 
 THREADS, RUNS = 8, 12
 PATH = (ExecutionStatus.READY, ExecutionStatus.RUNNING, ExecutionStatus.FINISHED)
@@ -88,20 +89,7 @@ def test_totals_stay_exact_under_concurrent_writes(own_database):
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
-    with app.app_context():
-        stored = dict(
-            db.session.execute(
-                text("SELECT user_id::text || status, total FROM execution_totals WHERE total > 0")
-            ).all()
-        )
-        counted = dict(
-            db.session.execute(
-                text(
-                    "SELECT user_id::text || status, count(*) FROM executions WHERE NOT deleted"
-                    " GROUP BY user_id, status"
-                )
-            ).all()
-        )
+    stored, counted = stored_totals(app), counted_totals(app)
     kept = THREADS * (RUNS - len(range(0, RUNS, 3)))
     assert stored == counted and sum(stored.values()) == kept
-    assert {key[36:] for key in stored} == {"FINISHED"}
+    assert {status for _, status in stored} == {"FINISHED"}

@@ -217,6 +217,12 @@ class Client:
             timeout,
         )
 
+    def run(self, script: dict, **params) -> dict:
+        """A new execution of `script` with `params`."""
+        response = self.post(f"/api/v1/script/{script['id']}/run", json=params)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
     def logs(self, execution_id: str) -> list[dict]:
         return self.get(f"/api/v1/execution/{execution_id}/log").json()["data"]
 

@@ -400,14 +400,8 @@ def stack_cli() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", ["staging", "prod"])
-def test_swarm_stack_resolves_with_docker_stack_config(name):
-    cli = stack_cli()
-    if cli is None:
-        pytest.skip("no docker CLI here has `docker stack config`")
-    path = f"docker-compose.{name}.yml"
-    env = stack_env(name)
-    resolved = subprocess.run(
+def stack_config(cli: str, path: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [cli, "stack", "config", "-c", path],
         cwd=ROOT,
         env=env,
@@ -415,6 +409,16 @@ def test_swarm_stack_resolves_with_docker_stack_config(name):
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("name", ["staging", "prod"])
+def test_swarm_stack_resolves_with_docker_stack_config(name):
+    cli = stack_cli()
+    if cli is None:
+        pytest.skip("no docker CLI here has `docker stack config`")
+    path = f"docker-compose.{name}.yml"
+    env = stack_env(name)
+    resolved = stack_config(cli, path, env)
     assert resolved.returncode == 0, resolved.stderr
     services = yaml.safe_load(resolved.stdout)["services"]
     assert set(services) >= STACK_SERVICES
@@ -422,14 +426,7 @@ def test_swarm_stack_resolves_with_docker_stack_config(name):
     assert services["worker"]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
     assert services["api"]["environment"]["SECRET_KEY"] == env["SECRET_KEY"]
     missing = {k: v for k, v in env.items() if k != "SECRET_KEY"}
-    refused = subprocess.run(
-        [cli, "stack", "config", "-c", path],
-        cwd=ROOT,
-        env=missing,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = stack_config(cli, path, missing)
     assert refused.returncode != 0
     assert "SECRET_KEY" in refused.stderr
 

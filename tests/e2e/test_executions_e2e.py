@@ -105,12 +105,6 @@ def scripts(admin):
     return published
 
 
-def run(client, script, **params) -> dict:
-    response = client.post(f"/api/v1/script/{script['id']}/run", json=params)
-    assert response.status_code == 200, response.text
-    return response.json()["data"]
-
-
 def services(execution_id: str) -> list:
     return docker.from_env(version="auto").services.list(
         filters={"name": f"gefapi-execution-{execution_id}"}
@@ -160,7 +154,7 @@ def test_broken_requirements_fail_the_build(admin):
 
 
 def test_run_finishes_with_results_logs_progress_and_limits(user, scripts):
-    execution = run(user, scripts["ok"], year=2020)
+    execution = user.run(scripts["ok"], year=2020)
     progress_seen = set()
     deadline = time.time() + 120
     spec = None
@@ -193,28 +187,28 @@ def test_run_finishes_with_results_logs_progress_and_limits(user, scripts):
 
 
 def test_script_that_raises_fails_with_its_traceback(user, scripts):
-    done = user.finished(run(user, scripts["raises"])["id"])
+    done = user.finished(user.run(scripts["raises"])["id"])
     assert done["status"] == "FAILED"
     text = "\n".join(line["text"] for line in user.logs(done["id"]))
     assert "Traceback" in text and "ValueError: the input raster is empty" in text
 
 
 def test_out_of_memory_fails_saying_so(user, scripts):
-    done = user.finished(run(user, scripts["oom"])["id"])
+    done = user.finished(user.run(scripts["oom"])["id"])
     assert done["status"] == "FAILED"
     text = "\n".join(line["text"] for line in user.logs(done["id"]))
     assert "out of memory" in text
 
 
 def test_silent_exit_fails_with_the_last_output_lines(user, scripts):
-    done = user.finished(run(user, scripts["exits"])["id"])
+    done = user.finished(user.run(scripts["exits"])["id"])
     assert done["status"] == "FAILED"
     text = "\n".join(line["text"] for line in user.logs(done["id"]))
     assert "last words 4" in text and "code 3" in text
 
 
 def test_over_the_maximum_runtime_is_stopped(user, scripts):
-    execution = run(user, scripts["sleeps"], seconds=600)
+    execution = user.run(scripts["sleeps"], seconds=600)
     done = user.finished(execution["id"], timeout=90)
     assert done["status"] == "FAILED"
     assert "longer than the maximum" in "\n".join(line["text"] for line in user.logs(done["id"]))
@@ -222,7 +216,7 @@ def test_over_the_maximum_runtime_is_stopped(user, scripts):
 
 
 def test_cancel_stops_the_container(user, scripts):
-    execution = run(user, scripts["sleeps"], seconds=600)
+    execution = user.run(scripts["sleeps"], seconds=600)
     user.wait(f"/api/v1/execution/{execution['id']}", lambda e: e["status"] == "RUNNING")
     response = user.post(f"/api/v1/execution/{execution['id']}/cancel")
     assert response.status_code == 202
@@ -232,7 +226,7 @@ def test_cancel_stops_the_container(user, scripts):
 
 
 def test_per_user_limit_runs_two_at_a_time_in_order(user, scripts):
-    runs = [run(user, scripts["sleeps"], seconds=3) for _ in range(5)]
+    runs = [user.run(scripts["sleeps"], seconds=3) for _ in range(5)]
     most_running, deadline = 0, time.time() + 180
     while time.time() < deadline:
         states = [user.get(f"/api/v1/execution/{r['id']}").json()["data"] for r in runs]
@@ -251,14 +245,14 @@ def test_per_user_limit_runs_two_at_a_time_in_order(user, scripts):
 
 
 def test_scoped_token_opens_only_its_own_execution(user, scripts, admin):
-    other = run(user, scripts["raises"])
+    other = user.run(scripts["raises"])
     paths = [
         "/api/v1/user/me",
         "/api/v1/execution",
         f"/api/v1/execution/{other['id']}",
         f"/api/v1/script/{scripts['probe']['id']}",
     ]
-    execution = run(user, scripts["probe"], paths=paths)
+    execution = user.run(scripts["probe"], paths=paths)
     done = user.finished(execution["id"])
     assert done["status"] == "FINISHED", user.logs(execution["id"])
     codes = done["results"]
@@ -275,13 +269,13 @@ def test_rebuild_does_not_change_a_queued_execution(user, admin):
     sleeper = admin.publish(archive("sleeps", f"e2e blocker {time.time_ns()}"))
     assert admin.built(sleeper["id"])["status"] == "SUCCESS"
     admin.post(f"/api/v1/script/{sleeper['id']}/publish")
-    blockers = [run(user, sleeper, seconds=600) for _ in range(2)]
+    blockers = [user.run(sleeper, seconds=600) for _ in range(2)]
     for blocker in blockers:
         user.wait(f"/api/v1/execution/{blocker['id']}", lambda e: e["status"] == "RUNNING")
-    queued = run(user, script)
+    queued = user.run(script)
     admin.publish(archive("version", "ignored", version="2"), ref=script["id"])
     assert admin.built(script["id"])["status"] == "SUCCESS"
     for blocker in blockers:
         user.post(f"/api/v1/execution/{blocker['id']}/cancel")
     assert user.finished(queued["id"])["results"] == {"version": "1"}
-    assert user.finished(run(user, script)["id"])["results"] == {"version": "2"}
+    assert user.finished(user.run(script)["id"])["results"] == {"version": "2"}

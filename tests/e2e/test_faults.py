@@ -53,12 +53,6 @@ def quick(admin):
     return script
 
 
-def submit(client, script, **params) -> dict:
-    response = client.post(f"/api/v1/script/{script['id']}/run", json=params)
-    assert response.status_code == 200, response.text
-    return response.json()["data"]
-
-
 def wait_healthy(stack, timeout=60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -84,10 +78,10 @@ def test_worker_killed_mid_build_still_builds(stack, admin):
 
 
 def test_worker_killed_with_runs_in_flight(stack, user, quick):
-    running = submit(user, quick, seconds=4, tag="running")
+    running = user.run(quick, seconds=4, tag="running")
     user.wait(f"/api/v1/execution/{running['id']}", lambda e: e["status"] == "RUNNING")
     stack.kill("worker")
-    waiting = submit(user, quick, tag="submitted while no worker ran")
+    waiting = user.run(quick, tag="submitted while no worker ran")
     stack.respawn("worker")
     for execution, tag in ((running, "running"), (waiting, "submitted while no worker ran")):
         done = user.finished(execution["id"])
@@ -102,7 +96,7 @@ def test_redis_restart(stack, user, quick):
         health = requests.get(stack.url + "/api-health", timeout=10)
         assert health.status_code == 503 and health.json()["broker"] == "unavailable"
         # The run is committed even though its dispatch message cannot be sent now.
-        execution = submit(user, quick, tag="through a Redis outage")
+        execution = user.run(quick, tag="through a Redis outage")
     finally:
         subprocess.run(REDIS_START, check=True)
     wait_healthy(stack)
@@ -113,7 +107,7 @@ def test_redis_restart(stack, user, quick):
 def test_postgres_restart_under_load(stack, user, quick):
     if "127.0.0.1:5432" not in stack.env["DATABASE_URL"]:
         pytest.skip("the stack's database is not the machine's PostgreSQL cluster")
-    executions = [submit(user, quick, seconds=3, lines=20, tag=str(i)) for i in range(2)]
+    executions = [user.run(quick, seconds=3, lines=20, tag=str(i)) for i in range(2)]
     subprocess.run([*PG_CLUSTER, "stop", "-m", "fast"], check=True)
     try:
         response = user.get(f"/api/v1/execution/{executions[0]['id']}")
@@ -135,7 +129,7 @@ def test_postgres_restart_under_load(stack, user, quick):
 
 
 def test_docker_daemon_restart(stack, user, quick):
-    execution = submit(user, quick, seconds=30, tag="through a daemon restart")
+    execution = user.run(quick, seconds=30, tag="through a daemon restart")
     user.wait(f"/api/v1/execution/{execution['id']}", lambda e: e["status"] == "RUNNING")
     subprocess.run(["pkill", "-x", "dockerd"], check=True)
     try:
