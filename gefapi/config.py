@@ -165,6 +165,11 @@ class Config:
                     "schedule": every,
                     "options": {"expires": every},
                 },
+                "recover-stale-builds": {
+                    "task": "scripts.recover_stale_builds",
+                    "schedule": every,
+                    "options": {"expires": every},
+                },
                 "purge-tokens": {
                     "task": "tokens.purge_expired",
                     "schedule": 3600.0,
