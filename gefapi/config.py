@@ -165,11 +165,6 @@ class Config:
                     "schedule": every,
                     "options": {"expires": every},
                 },
-                "recover-stale-builds": {
-                    "task": "scripts.recover_stale_builds",
-                    "schedule": every,
-                    "options": {"expires": every},
-                },
                 "purge-tokens": {
                     "task": "tokens.purge_expired",
                     "schedule": 3600.0,

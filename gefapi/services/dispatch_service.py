@@ -166,7 +166,10 @@ def stop(execution_id: str) -> None:
 
 def reconcile() -> None:
     """Periodic: compare every dispatched, unfinished execution with the engine."""
+    from gefapi.services import build_service
+
     config = current_app.config
+    build_service.recover_stale()
     ids = db.session.scalars(
         select(Execution.id).where(
             Execution.status.in_(ACTIVE)

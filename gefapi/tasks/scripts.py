@@ -10,10 +10,3 @@ def build_script(build_id: str) -> None:
     from gefapi.services import build_service
 
     build_service.build(build_id)
-
-
-@shared_task(name="scripts.recover_stale_builds")
-def recover_stale_builds() -> None:
-    from gefapi.services import build_service
-
-    build_service.recover_stale()
