@@ -53,8 +53,7 @@ def build(build_id: str) -> None:
     if build is None or build.status in (ScriptStatus.SUCCESS, ScriptStatus.FAIL):
         db.session.rollback()
         return  # built already, or another worker holds it
-    stale_before = utcnow() - timedelta(seconds=current_app.config["BUILD_STALE_SECONDS"])
-    if build.status == ScriptStatus.BUILDING and build.started_at > stale_before:
+    if build.status == ScriptStatus.BUILDING and build.started_at > _worker_lost_before():
         db.session.rollback()
         return  # a live worker is building it
     script = db.session.get(Script, build.script_id)
@@ -137,26 +136,27 @@ def _reset(build_id: uuid.UUID) -> None:
     db.session.commit()
 
 
+def _worker_lost_before():
+    """A build still BUILDING that started before this has lost its worker."""
+    return utcnow() - timedelta(seconds=current_app.config["BUILD_STALE_SECONDS"])
+
+
 def recover_stale() -> None:
     """Periodic: builds whose message was lost (PENDING a minute on) or whose worker died
     (BUILDING past BUILD_STALE_SECONDS) are sent again; building is idempotent."""
     from gefapi.tasks import deliver
     from gefapi.tasks.scripts import build_script
 
-    now = utcnow()
     stale = db.session.scalars(
         select(ScriptBuild.id)
         .where(
             (
                 (ScriptBuild.status == ScriptStatus.PENDING)
-                & (ScriptBuild.created_at < now - timedelta(seconds=60))
+                & (ScriptBuild.created_at < utcnow() - timedelta(seconds=60))
             )
             | (
                 (ScriptBuild.status == ScriptStatus.BUILDING)
-                & (
-                    ScriptBuild.started_at
-                    < now - timedelta(seconds=current_app.config["BUILD_STALE_SECONDS"])
-                )
+                & (ScriptBuild.started_at < _worker_lost_before())
             )
         )
         .limit(100)
