@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,6 +65,10 @@ class Stack:
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, tuple] = {}
+        self.held: set[str] = set()  # killed by a test, which restarts them itself
+        self.restarts: list[tuple[str, int]] = []
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
         # Outside pytest's rotating temp folders, so they survive for a post-mortem.
         self.logs = Path(os.environ.get("E2E_LOG_DIR", "/tmp/gefapi-e2e")) / self.db_name
         self.logs.mkdir(parents=True)
@@ -94,12 +99,28 @@ class Stack:
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and its children (a worker dying mid-task)."""
+        with self.lock:
+            self.held.add(name)
         process = self.processes[name]
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
     def respawn(self, name: str) -> None:
-        self.spawn(name, *self.commands[name])
+        with self.lock:
+            self.spawn(name, *self.commands[name])
+            self.held.discard(name)
+
+    def supervise(self) -> None:
+        """Restart a process that exits on its own, as the stacks' restart policy does (a
+        Celery worker can exit when Redis goes away under it)."""
+        while not self.stopping.wait(1):
+            with self.lock:
+                for name, process in list(self.processes.items()):
+                    if self.stopping.is_set():
+                        return
+                    if name not in self.held and process.poll() is not None:
+                        self.restarts.append((name, process.returncode))
+                        self.spawn(name, *self.commands[name])
 
     def start(self) -> "Stack":
         if self.env.get("REDIS_URL"):
@@ -123,6 +144,7 @@ class Stack:
             "--schedule",
             str(self.logs / "beat-schedule"),
         )
+        threading.Thread(target=self.supervise, daemon=True).start()
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -137,6 +159,8 @@ class Stack:
         return (self.logs / f"{name}.log").read_text()
 
     def stop(self) -> None:
+        with self.lock:
+            self.stopping.set()
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
