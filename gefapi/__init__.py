@@ -35,7 +35,10 @@ def create_app(config: type | Mapping | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     import os
 
-    from gefapi import models  # noqa: F401  (every table known to Alembic)
+    from gefapi import (
+        cache,
+        models,  # noqa: F401  (every table known to Alembic)
+    )
     from gefapi.auth import register_jwt_callbacks
     from gefapi.errors import register_error_handlers
     from gefapi.extensions import Api, db, jwt, limiter, migrate
@@ -47,6 +50,7 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=migrations, compare_type=True)
     jwt.init_app(app)
     register_jwt_callbacks(app)
+    cache.init_app(app)
     limiter.init_app(app)
     app.extensions["smorest_api"] = Api(app)
     register_error_handlers(app)

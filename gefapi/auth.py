@@ -7,8 +7,12 @@ from datetime import UTC
 
 from flask import Flask, g, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
+from gefapi.cache import request_cache
 from gefapi.errors import AuthenticationFailed, PermissionDenied, error_response
 from gefapi.extensions import db, jwt
 from gefapi.models import RevokedAccessToken, Role, User
@@ -35,11 +39,21 @@ def register_jwt_callbacks(app: Flask) -> None:
             user_id = uuid.UUID(claims["sub"])
         except (KeyError, ValueError):
             return False
+        cache, generation = request_cache()
+        key = ("token", claims["jti"])
+        cached = cache.get(key) if generation is not None else None
+        if cached is not None:
+            # The session's own copy: a route may change its user, never the cached one.
+            g.token_user = db.session.merge(cached, load=False)
+            return False
         revoked = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == claims["jti"])
         row = db.session.execute(select(User, revoked.exists()).where(User.id == user_id)).first()
         if row is None:
             return False
         g.token_user = row[0]
+        if not row[1] and generation is not None:
+            tags = (f"user:{user_id}", f"token:{claims['jti']}")
+            cache.put(key, detached_copy(row[0]), tags=tags, generation=generation)
         return bool(row[1])
 
     @jwt.user_lookup_loader
@@ -78,6 +92,15 @@ def register_jwt_callbacks(app: Flask) -> None:
             "This change needs a recent login: log in again", "fresh_login_required"
         )
     )
+
+
+def detached_copy(user: User) -> User:
+    """A clean instance with the row's column values, in no session."""
+    copy = User.__mapper__.class_manager.new_instance()
+    for attr in sa_inspect(User).column_attrs:
+        set_committed_value(copy, attr.key, getattr(user, attr.key))
+    make_transient_to_detached(copy)
+    return copy
 
 
 def login_required(fn=None, *, allow_execution_token=False, query_token=False):

@@ -70,6 +70,12 @@ class Config:
     LOG_PAGE_SIZE = env_int("LOG_PAGE_SIZE", 5000)
     MAX_LOG_BATCH = env_int("MAX_LOG_BATCH", 1000)
 
+    # Per-process cache of token checks and execution reads, invalidated by PostgreSQL
+    # notifications (gefapi/cache.py). Turn it off behind a pooler that drops LISTEN.
+    CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
+    CACHE_MAX_MB = env_int("CACHE_MAX_MB", 64)
+    CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
+
     # Scripts and executions.
     STORAGE_URL = env_str("STORAGE_URL")
     SCRIPT_MAX_ARCHIVE_BYTES = env_int("SCRIPT_MAX_ARCHIVE_BYTES", 10 * 1024 * 1024)

@@ -2,13 +2,15 @@
 
 import json
 import uuid
+from dataclasses import dataclass
 
-from flask import Response, request
+from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
 from marshmallow import ValidationError as SchemaError
 
 from gefapi.auth import EXECUTION_SCOPE, login_required
+from gefapi.cache import request_cache
 from gefapi.errors import PayloadTooLarge, ValidationError
 from gefapi.routes import Blueprint
 from gefapi.schemas.common import FieldSelectionArgs, envelope, list_filters
@@ -49,11 +51,58 @@ def dump_execution(execution, args, *, many: bool = False) -> dict:
     return schema.dump(execution)
 
 
-def _list(args, *, own_only: bool) -> dict:
-    page = execution_service.list_executions(
-        caller=caller(), own_only=own_only, options=loading(args), **list_filters(args)
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A read's JSON body, and whose execution(s) it shows (for the caller's read check)."""
+
+    id: uuid.UUID | None
+    user_id: uuid.UUID
+    body: bytes
+
+
+# `logs` and `duration` change without the execution's row changing.
+UNCACHED_FIELDS = frozenset({"logs", "duration"})
+
+
+def cached_answer(key, args):
+    """(cache, generation, hit) for a read that may be answered from the cache."""
+    cache, generation = request_cache()
+    if generation is None or ExecutionSchema.expand(args.get("include")) & UNCACHED_FIELDS:
+        return None, None, None
+    return cache, generation, cache.get(key)
+
+
+def answer(cache, generation, key, body: dict, *, execution_id=None, user_id) -> Response:
+    response = jsonify(body)
+    if cache is not None:
+        data = response.get_data()
+        cache.put(
+            key,
+            CachedAnswer(execution_id, user_id, data),
+            tags=(f"user:{user_id}",),
+            generation=generation,
+            size=len(data),
+        )
+    return response
+
+
+def _list(args, *, own_only: bool):
+    who = caller()
+    key = ("executions", who.user.id, repr(sorted(args.items())))
+    cache, generation, hit = (
+        cached_answer(key, args) if own_only or not who.is_admin else (None, None, None)
     )
-    return envelope(dump_execution(page.items, args, many=True), **page.meta())
+    if hit is not None:
+        return json_response(hit.body)
+    page = execution_service.list_executions(
+        caller=who, own_only=own_only, options=loading(args), **list_filters(args)
+    )
+    body = envelope(dump_execution(page.items, args, many=True), **page.meta())
+    return answer(cache, generation, key, body, user_id=who.user.id)
+
+
+def json_response(body: bytes) -> Response:
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @blp.route("")
@@ -83,8 +132,16 @@ class ExecutionById(MethodView):
     @blp.documents(ExecutionSchema)
     def get(self, args, execution_id):
         """One execution (also readable with its own runtime token)"""
-        execution = execution_service.get(execution_id, caller=caller(), options=loading(args))
-        return envelope(dump_execution(execution, args))
+        who = caller()
+        key = ("execution", execution_id, repr(sorted(args.items())))
+        cache, generation, hit = cached_answer(key, args)
+        if hit is not None and who.may_read(hit):
+            return json_response(hit.body)
+        execution = execution_service.get(execution_id, caller=who, options=loading(args))
+        body = envelope(dump_execution(execution, args))
+        return answer(
+            cache, generation, key, body, execution_id=execution.id, user_id=execution.user_id
+        )
 
     @login_required(allow_execution_token=True)
     @blp.arguments(ExecutionUpdateSchema)
