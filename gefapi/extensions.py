@@ -1,7 +1,10 @@
 """Extensions, created unbound; create_app() binds them."""
 
+import time
+
+import flask_jwt_extended
 from flask import current_app
-from flask_jwt_extended import JWTManager
+from flask_jwt_extended.config import config as jwt_config
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api as SmorestApi
@@ -29,6 +32,31 @@ class ErrorSchema(Schema):
     msg = fields.String(required=True)
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String())
+
+
+class JWTManager(flask_jwt_extended.JWTManager):
+    """Keeps what each encoded token decoded to, per app: a token's signature and claims are
+    verified once per process, and only its expiry again on each use. Tokens that fail are
+    never kept. Revocation is checked on every request (auth.py), as before."""
+
+    DECODED_MAX = 10_000
+
+    def init_app(self, app, add_context_processor: bool = False) -> None:
+        super().init_app(app, add_context_processor)
+        app.extensions["jwt_decoded"] = {}
+
+    def _decode_jwt_from_config(self, encoded_token, csrf_value=None, allow_expired=False):
+        decoded = current_app.extensions["jwt_decoded"]
+        key = (encoded_token, csrf_value)
+        claims = decoded.get(key)
+        if claims is not None and claims["exp"] + jwt_config.leeway > time.time():
+            return dict(claims)
+        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        if "exp" in claims and claims["exp"] + jwt_config.leeway > time.time():
+            if len(decoded) >= self.DECODED_MAX:
+                decoded.clear()
+            decoded[key] = dict(claims)
+        return claims
 
 
 class Api(SmorestApi):

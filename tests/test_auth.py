@@ -220,6 +220,35 @@ def test_expired_wrong_signature_and_deleted_user_tokens_are_401(client, make_us
     assert_error(client.get("/api/v1/user/me", headers=bearer(valid)), 401)
 
 
+def test_a_token_is_verified_once_and_its_expiry_on_every_use(client, make_user, app, monkeypatch):
+    user = make_user()
+    with app.app_context():
+        token = create_access_token(str(user.id), expires_delta=timedelta(seconds=1))
+    decodes = []
+    real_decode = pyjwt.decode
+    monkeypatch.setattr(pyjwt, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    assert client.get("/api/v1/user/me", headers=bearer(token)).status_code == 200
+    verified = len(decodes)
+    assert verified > 0
+    assert client.get("/api/v1/user/me", headers=bearer(token)).status_code == 200
+    assert len(decodes) == verified  # the second use was not decoded again
+    time.sleep(1.1)
+    assert_error(client.get("/api/v1/user/me", headers=bearer(token)), 401, "token_expired")
+
+
+def test_a_token_verified_by_one_app_is_not_trusted_by_an_app_with_another_key(make_user, app):
+    from gefapi import create_app
+
+    user = make_user()
+    with app.app_context():
+        token = create_access_token(str(user.id))
+    assert app.test_client().get("/api/v1/user/me", headers=bearer(token)).status_code == 200
+    other_key = dict(app.config, JWT_SECRET_KEY="another-key-" + "x" * 40)
+    other = create_app(type("OtherKey", (), other_key))
+    response = other.test_client().get("/api/v1/user/me", headers=bearer(token))
+    assert_error(response, 401, "invalid_token")
+
+
 def test_token_in_query_string_is_refused(client, make_user, login):
     tokens = login(make_user())
     assert_error(client.get(f"/api/v1/user/me?token={tokens['access_token']}"), 401)

@@ -15,6 +15,10 @@ class Parser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
 
+    def arguments(self, schema, *args, **kwargs):
+        """One schema instance per route: webargs would build one from a class per request."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
     def documents(self, schema: type[Schema], *, many: bool = False, paginated: bool = False):
         """Document the `{"data": ...}` success body without dumping through it."""
         return self.alt_response(
