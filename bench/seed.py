@@ -407,7 +407,10 @@ def seed(args) -> None:
     step(
         "execution totals",
         "DELETE FROM execution_totals; INSERT INTO execution_totals (user_id, status, total) "
-        "SELECT user_id, status, count(*) FROM executions WHERE NOT deleted GROUP BY 1, 2",
+        "SELECT user_id, status, count(*) FROM executions WHERE NOT deleted GROUP BY 1, 2; "
+        "DELETE FROM script_execution_totals; INSERT INTO script_execution_totals "
+        "(script_id, user_id, status, total) SELECT script_id, user_id, status, count(*) "
+        "FROM executions WHERE NOT deleted GROUP BY 1, 2, 3",
     )
     for name, definition in indexes:
         step(f"index {name}", definition)

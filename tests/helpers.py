@@ -65,20 +65,24 @@ def stored_files(root: str) -> list[str]:
     )
 
 
-def stored_totals(app) -> dict[tuple[str, str], int]:
-    """execution_totals as {(user id, status): total}, zero rows left out."""
+TOTALS_KEYS = {
+    "execution_totals": "user_id::text, status",
+    "script_execution_totals": "script_id::text, user_id::text, status",
+}
+
+
+def stored_totals(app, table: str = "execution_totals") -> dict[tuple, int]:
+    """A stored totals table as {(key columns...): total}, zero rows left out."""
     with app.app_context():
-        rows = db.session.execute(text("SELECT user_id::text, status, total FROM execution_totals"))
-        return {(user_id, status): total for user_id, status, total in rows if total}
+        rows = db.session.execute(text(f"SELECT {TOTALS_KEYS[table]}, total FROM {table}"))
+        return {tuple(row[:-1]): row[-1] for row in rows if row[-1]}
 
 
-def counted_totals(app) -> dict[tuple[str, str], int]:
+def counted_totals(app, table: str = "execution_totals") -> dict[tuple, int]:
     """The same, counted from the undeleted executions."""
+    keys = TOTALS_KEYS[table]
     with app.app_context():
         rows = db.session.execute(
-            text(
-                "SELECT user_id::text, status, count(*) FROM executions WHERE NOT deleted"
-                " GROUP BY 1, 2"
-            )
+            text(f"SELECT {keys}, count(*) FROM executions WHERE NOT deleted GROUP BY {keys}")
         )
-        return {(user_id, status): total for user_id, status, total in rows}
+        return {tuple(row[:-1]): row[-1] for row in rows}

@@ -10,6 +10,8 @@ from gefapi.models import Role
 from gefapi.models.base import utcnow
 from tests.helpers import counted_totals, data, stored_totals
 
+SCRIPT_TOTALS = "script_execution_totals"
+
 SINCE_DAYS = 14
 
 
@@ -136,6 +138,19 @@ def test_stored_totals_follow_every_kind_of_write(client, app, owner_history, au
     assert total("/api/v1/execution?status=RUNNING,FINISHED&page=1&per_page=1", admin) == 6
     assert total("/api/v1/execution/user?status=finished&page=1&per_page=1", owner) == 2
     assert total("/api/v1/execution/user?status=PENDING&page=1&per_page=1", owner) == 0
+
+    by_script = counted_totals(app, SCRIPT_TOTALS)
+    assert stored_totals(app, SCRIPT_TOTALS) == by_script
+    for script_id in {script for script, _, _ in by_script}:
+        everyone = sum(n for (s, _, _), n in by_script.items() if s == script_id)
+        owners = sum(n for (s, u, _), n in by_script.items() if (s, u) == (script_id, mine))
+        url = f"/api/v1/execution?script_id={script_id}&page=1&per_page=1"
+        assert total(url, admin) == everyone
+        url = f"/api/v1/execution/user?script_id={script_id}&status=FINISHED&page=1&per_page=1"
+        assert total(url, owner) == by_script.get((script_id, mine, "FINISHED"), 0)
+        assert total(f"/api/v1/execution/user?script_id={script_id}&page=1&per_page=1", owner) == (
+            owners
+        )
 
 
 def test_a_user_without_executions_has_a_total_of_zero(client, make_user, auth):

@@ -93,3 +93,5 @@ def test_totals_stay_exact_under_concurrent_writes(own_database):
     kept = THREADS * (RUNS - len(range(0, RUNS, 3)))
     assert stored == counted and sum(stored.values()) == kept
     assert {status for _, status in stored} == {"FINISHED"}
+    by_script = "script_execution_totals"
+    assert stored_totals(app, by_script) == counted_totals(app, by_script)

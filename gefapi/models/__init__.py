@@ -5,6 +5,7 @@ from gefapi.models.execution import (
     ExecutionLog,
     ExecutionStatus,
     ExecutionTotal,
+    ScriptExecutionTotal,
     StatusLog,
 )
 from gefapi.models.script import Script, ScriptBuild, ScriptLog, ScriptStatus
@@ -24,6 +25,7 @@ __all__ = [
     "Role",
     "Script",
     "ScriptBuild",
+    "ScriptExecutionTotal",
     "ScriptLog",
     "ScriptStatus",
     "StatusLog",

@@ -169,3 +169,18 @@ class ExecutionTotal(db.Model):
     )
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ScriptExecutionTotal(db.Model):
+    """The same per (script, user, status): totals of lists filtered by script (migration
+    6e4f5a6b7c8d)."""
+
+    __tablename__ = "script_execution_totals"
+    script_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scripts.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)

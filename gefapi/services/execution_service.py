@@ -20,7 +20,12 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptStatus, User
 from gefapi.models.base import utcnow
-from gefapi.models.execution import TERMINAL_STATUSES, ExecutionTotal, StatusLog
+from gefapi.models.execution import (
+    TERMINAL_STATUSES,
+    ExecutionTotal,
+    ScriptExecutionTotal,
+    StatusLog,
+)
 from gefapi.services import client_service, script_service
 from gefapi.services.listing import (
     Page,
@@ -215,7 +220,7 @@ def list_executions(
     cap = current_app.config["MAX_UNPAGINATED_EXECUTIONS"]
     if updated_at is None:
         query = select(Execution).where(*conditions).options(*options).order_by(*order)
-        count = None if script_id is not None else _stored_total(user_id, statuses)
+        count = _stored_total(user_id, statuses, script_id)
         return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
     # "Started or ended on or after t", as two disjoint index ranges (end_date >= start_date):
     # the unfinished, then the finished, which is also the default order.
@@ -234,14 +239,17 @@ def list_executions(
     return paginate(query, page=page, per_page=per_page, cap=cap, count=count)
 
 
-def _stored_total(user_id: uuid.UUID | None, statuses: list[str] | None):
-    """The undeleted executions of one user or of everybody, in some statuses or in all, from
-    the totals per (user, status)."""
-    query = select(func.coalesce(func.sum(ExecutionTotal.total), 0).cast(BigInteger))
+def _stored_total(user_id, statuses: list[str] | None, script_id=None):
+    """The undeleted executions of one user or of everybody, of one script or of all, in some
+    statuses or in all: a sum over the stored totals, never a count of executions."""
+    totals = ExecutionTotal if script_id is None else ScriptExecutionTotal
+    query = select(func.coalesce(func.sum(totals.total), 0).cast(BigInteger))
+    if script_id is not None:
+        query = query.where(ScriptExecutionTotal.script_id == script_id)
     if user_id is not None:
-        query = query.where(ExecutionTotal.user_id == user_id)
+        query = query.where(totals.user_id == user_id)
     if statuses:
-        query = query.where(ExecutionTotal.status.in_(statuses))
+        query = query.where(totals.status.in_(statuses))
     return query
 
 
