@@ -173,6 +173,18 @@ def test_a_cached_answer_is_shown_only_to_who_may_read_it(world):
     assert world.get(path, "admin").status_code == 200
 
 
+def test_a_reader_who_loses_a_role_loses_the_cached_answer(world):
+    path = f"/api/v1/execution/{world.execution_ids[1]}"
+    assert world.get(path, "admin").status_code == 200
+    assert world.get(path, "admin").status_code == 200  # now from the cache
+    admin = str(world.user_ids["admin"])
+    world.sql("UPDATE users SET role = 'USER' WHERE id = %s", (admin,))
+    try:
+        assert eventually(lambda: world.get(path, "admin").status_code == 404)
+    finally:
+        world.sql("UPDATE users SET role = 'ADMIN' WHERE id = %s", (admin,))
+
+
 def test_logout_in_another_process_revokes_the_cached_token_check(world):
     token = world.login("other")
     headers = {"Authorization": f"Bearer {token}"}

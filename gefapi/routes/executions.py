@@ -1,5 +1,6 @@
 """/api/v1/execution: reading, reporting (the runtime), logs, cancel, listings."""
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -52,62 +53,65 @@ def dump_execution(execution, args, *, many: bool = False) -> dict:
 
 
 @dataclass(frozen=True)
-class CachedAnswer:
-    """A read's JSON body, and whose execution(s) it shows (for the caller's read check)."""
+class Cacheable:
+    """A read's body, and the users whose changes must drop it from the cache."""
 
-    id: uuid.UUID | None
-    user_id: uuid.UUID
-    body: bytes
+    body: dict
+    owners: frozenset
 
 
 # `logs` and `duration` change without the execution's row changing.
 UNCACHED_FIELDS = frozenset({"logs", "duration"})
 
 
-def cached_answer(key, args):
-    """(cache, generation, hit) for a read that may be answered from the cache."""
-    cache, generation = request_cache()
-    if generation is None or ExecutionSchema.expand(args.get("include")) & UNCACHED_FIELDS:
-        return None, None, None
-    return cache, generation, cache.get(key)
+def cacheable(body: dict, args, owners) -> Cacheable | dict:
+    if ExecutionSchema.expand(args.get("include")) & UNCACHED_FIELDS:
+        return body
+    return Cacheable(body, frozenset(owners))
 
 
-def answer(cache, generation, key, body: dict, *, execution_id=None, user_id) -> Response:
-    response = jsonify(body)
-    if cache is not None:
-        data = response.get_data()
-        cache.put(
-            key,
-            CachedAnswer(execution_id, user_id, data),
-            tags=(f"user:{user_id}",),
-            generation=generation,
-            size=len(data),
-        )
-    return response
+def cached_read(view):
+    """Answer a repeated read from this process's cache (gefapi/cache.py), before parsing it.
+
+    The key is the request as sent and who sent it. The entry goes when the reader or an owner
+    of what it shows changes, so both the content and the reader's access stay current."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        cache, generation = request_cache()
+        who = caller()
+        key = (request.path, request.query_string, who.user.id, who.runtime_execution_id)
+        body = cache.get(key) if generation is not None else None
+        if body is not None:
+            return current_app.response_class(body, mimetype="application/json")
+        result = view(*args, **kwargs)
+        if not isinstance(result, Cacheable):
+            return result
+        response = jsonify(result.body)
+        if generation is not None:
+            data = response.get_data()
+            tags = tuple({f"user:{user_id}" for user_id in (who.user.id, *result.owners)})
+            cache.put(key, data, tags=tags, generation=generation, size=len(data))
+        return response
+
+    return wrapper
 
 
 def _list(args, *, own_only: bool):
     who = caller()
-    key = ("executions", who.user.id, repr(sorted(args.items())))
-    cache, generation, hit = (
-        cached_answer(key, args) if own_only or not who.is_admin else (None, None, None)
-    )
-    if hit is not None:
-        return json_response(hit.body)
     page = execution_service.list_executions(
         caller=who, own_only=own_only, options=loading(args), **list_filters(args)
     )
     body = envelope(dump_execution(page.items, args, many=True), **page.meta())
-    return answer(cache, generation, key, body, user_id=who.user.id)
-
-
-def json_response(body: bytes) -> Response:
-    return current_app.response_class(body, mimetype="application/json")
+    if who.is_admin and not own_only:  # anybody's executions: not kept
+        return body
+    return cacheable(body, args, owners={who.user.id})
 
 
 @blp.route("")
 class Executions(MethodView):
     @login_required
+    @cached_read
     @blp.arguments(ExecutionListArgs, location="query")
     @blp.documents(ExecutionSchema, many=True, paginated=True)
     def get(self, args):
@@ -118,6 +122,7 @@ class Executions(MethodView):
 @blp.route("/user")
 class OwnExecutions(MethodView):
     @login_required
+    @cached_read
     @blp.arguments(ExecutionListArgs, location="query")
     @blp.documents(ExecutionSchema, many=True, paginated=True)
     def get(self, args):
@@ -128,20 +133,14 @@ class OwnExecutions(MethodView):
 @blp.route("/<execution_id>")
 class ExecutionById(MethodView):
     @login_required(allow_execution_token=True)
+    @cached_read
     @blp.arguments(FieldSelectionArgs, location="query")
     @blp.documents(ExecutionSchema)
     def get(self, args, execution_id):
         """One execution (also readable with its own runtime token)"""
-        who = caller()
-        key = ("execution", execution_id, repr(sorted(args.items())))
-        cache, generation, hit = cached_answer(key, args)
-        if hit is not None and who.may_read(hit):
-            return json_response(hit.body)
-        execution = execution_service.get(execution_id, caller=who, options=loading(args))
+        execution = execution_service.get(execution_id, caller=caller(), options=loading(args))
         body = envelope(dump_execution(execution, args))
-        return answer(
-            cache, generation, key, body, execution_id=execution.id, user_id=execution.user_id
-        )
+        return cacheable(body, args, owners={execution.user_id})
 
     @login_required(allow_execution_token=True)
     @blp.arguments(ExecutionUpdateSchema)
