@@ -3,7 +3,7 @@
 import os
 import socket
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from unittest import mock
 
 import psycopg2
@@ -67,6 +67,51 @@ def admin_sql(statement: str) -> None:
         conn.cursor().execute(statement)
     finally:
         conn.close()
+
+
+def add_script(owner_id, *, status="SUCCESS", **fields):
+    """A script and its build, flushed in the current session (no commit)."""
+    from gefapi.models import Script, ScriptBuild, ScriptStatus
+
+    script_id = uuid.uuid4()
+    name = fields.pop("name", f"script {script_id.hex[:8]}")
+    script = Script(
+        id=script_id,
+        name=name,
+        slug=fields.pop("slug", name.replace(" ", "-")),
+        user_id=owner_id,
+        status=status,
+        **fields,
+    )
+    db.session.add(script)
+    db.session.flush()
+    build = ScriptBuild(
+        script_id=script.id,
+        status=status,
+        image=f"gefapi/test:{script_id}",
+        archive_key=f"scripts/{script.id}/test.tar.gz",
+    )
+    db.session.add(build)
+    db.session.flush()
+    if status == ScriptStatus.SUCCESS:
+        script.current_build_id = build.id
+    return script
+
+
+@contextmanager
+def own_database(apps: int = 1):
+    """`apps` API processes on a migrated database of their own, whose commits are real."""
+    name, url = fresh_database_url()
+    config = type("OwnDatabase", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url})
+    made = [create_app(config) for _ in range(apps)]
+    assert made[0].test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    try:
+        yield url, made
+    finally:
+        for app in made:
+            with app.app_context():
+                db.engine.dispose()
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fresh_database_url() -> tuple[str, str]:
@@ -226,32 +271,11 @@ def environment_image() -> str:
 @pytest.fixture
 def make_script(app):
     """A script row (built to SUCCESS by default) owned by `owner`."""
-    from gefapi.models import Script, ScriptBuild, ScriptStatus
+    from gefapi.models import ScriptStatus
 
     def make(owner, *, status=ScriptStatus.SUCCESS, **fields):
         with app.app_context():
-            script_id = uuid.uuid4()
-            name = fields.pop("name", f"script {script_id.hex[:8]}")
-            script = Script(
-                id=script_id,
-                name=name,
-                slug=fields.pop("slug", name.replace(" ", "-")),
-                user_id=owner.id,
-                status=status,
-                **fields,
-            )
-            db.session.add(script)
-            db.session.flush()
-            build = ScriptBuild(
-                script_id=script.id,
-                status=status,
-                image=f"gefapi/test:{script_id}",
-                archive_key=f"scripts/{script.id}/test.tar.gz",
-            )
-            db.session.add(build)
-            db.session.flush()
-            if status == ScriptStatus.SUCCESS:
-                script.current_build_id = build.id
+            script = add_script(owner.id, status=status, **fields)
             db.session.commit()
             db.session.refresh(script)
             db.session.expunge(script)

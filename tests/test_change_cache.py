@@ -8,23 +8,19 @@ import uuid
 import psycopg2
 import pytest
 
-from gefapi import create_app
-from gefapi.config import TestingConfig
 from gefapi.extensions import db
-from gefapi.models import Execution, Role, Script, ScriptBuild, ScriptStatus, User
+from gefapi.models import Execution, Role, User
 from gefapi.services import passwords
-from tests.conftest import PASSWORD, admin_sql, fresh_database_url
+from tests.conftest import PASSWORD, add_script, own_database
 from tests.helpers import sql_statements
 
 ROLES = {"owner": Role.USER, "other": Role.USER, "admin": Role.ADMIN}
 
 
 class World:
-    def __init__(self, url: str):
-        config = type("OwnDatabase", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url})
+    def __init__(self, url: str, apps: list):
         self.url = url
-        self.app, self.other_app = create_app(config), create_app(config)
-        assert self.app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+        self.app, self.other_app = apps
         with self.app.app_context():
             users = {
                 name: User(
@@ -34,32 +30,23 @@ class World:
                     password_hash=passwords.hash_password(PASSWORD),
                     email_notifications_enabled=False,
                 )
-                for name, role in (
-                    ("owner", Role.USER),
-                    ("other", Role.USER),
-                    ("admin", Role.ADMIN),
-                )
+                for name, role in ROLES.items()
             }
             db.session.add_all(users.values())
             db.session.flush()
-            script = Script(
-                name="s", slug="s", user_id=users["owner"].id, status=ScriptStatus.SUCCESS
-            )
-            db.session.add(script)
-            db.session.flush()
-            build = ScriptBuild(
-                script_id=script.id, status=ScriptStatus.SUCCESS, image="i", archive_key="k"
-            )
-            db.session.add(build)
-            db.session.flush()
+            script = add_script(users["owner"].id, name="s")
             executions = [
-                Execution(script_id=script.id, build_id=build.id, user_id=users["owner"].id)
+                Execution(
+                    script_id=script.id,
+                    build_id=script.current_build_id,
+                    user_id=users["owner"].id,
+                )
                 for _ in range(2)
             ]
             db.session.add_all(executions)
             db.session.commit()
             self.user_ids = {name: user.id for name, user in users.items()}
-            self.script_id, self.build_id = script.id, build.id
+            self.script_id, self.build_id = script.id, script.current_build_id
             self.execution_ids = [str(execution.id) for execution in executions]
         self.tokens = {name: self.login(name) for name in users}
 
@@ -85,13 +72,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world():
-    name, url = fresh_database_url()
-    world = World(url)
-    yield world
-    for app in (world.app, world.other_app):
-        with app.app_context():
-            db.engine.dispose()
-    admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(apps=2) as (url, apps):
+        yield World(url, apps)
 
 
 def eventually(check, timeout: float = 3.0):

@@ -8,12 +8,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from gefapi import create_app
-from gefapi.config import TestingConfig
 from gefapi.extensions import db
-from gefapi.models import Execution, ExecutionStatus, Role, Script, ScriptBuild, ScriptStatus, User
+from gefapi.models import Execution, ExecutionStatus, Role, User
 from gefapi.services import execution_service
-from tests.conftest import admin_sql, fresh_database_url
+from tests.conftest import add_script, own_database
 from tests.helpers import counted_totals, stored_totals
 
 THREADS, RUNS = 8, 12
@@ -21,35 +19,24 @@ PATH = (ExecutionStatus.READY, ExecutionStatus.RUNNING, ExecutionStatus.FINISHED
 
 
 @pytest.fixture
-def own_database():
-    name, url = fresh_database_url()
-    app = create_app(type("OwnDatabase", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url}))
-    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
-    with app.app_context():
-        users = [
-            User(
-                email=f"{n}@example.org",
-                name="T",
-                role=Role.USER,
-                email_notifications_enabled=False,
-            )
-            for n in range(2)
-        ]
-        db.session.add_all(users)
-        db.session.flush()
-        script = Script(name="s", slug="s", user_id=users[0].id, status=ScriptStatus.SUCCESS)
-        db.session.add(script)
-        db.session.flush()
-        build = ScriptBuild(
-            script_id=script.id, status=ScriptStatus.SUCCESS, image="i", archive_key="k"
-        )
-        db.session.add(build)
-        db.session.commit()
-        world = (app, [u.id for u in users], script.id, build.id)
-    yield world
-    with app.app_context():
-        db.engine.dispose()
-    admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def world():
+    with own_database() as (_, (app,)):
+        with app.app_context():
+            users = [
+                User(
+                    email=f"{n}@example.org",
+                    name="T",
+                    role=Role.USER,
+                    email_notifications_enabled=False,
+                )
+                for n in range(2)
+            ]
+            db.session.add_all(users)
+            db.session.flush()
+            script = add_script(users[0].id)
+            db.session.commit()
+            ids = [u.id for u in users], script.id, script.current_build_id
+        yield app, *ids
 
 
 def churn(app, user_id, script_id, build_id, errors: list) -> None:
@@ -77,8 +64,8 @@ def churn(app, user_id, script_id, build_id, errors: list) -> None:
         errors.append(exc)
 
 
-def test_totals_stay_exact_under_concurrent_writes(own_database):
-    app, users, script_id, build_id = own_database
+def test_totals_stay_exact_under_concurrent_writes(world):
+    app, users, script_id, build_id = world
     errors: list = []
     threads = [
         threading.Thread(target=churn, args=(app, users[n % 2], script_id, build_id, errors))
