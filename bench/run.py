@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run            # full size: 1,000,000 executions (~10-15 min)
     .venv/bin/python -m bench.run --quick    # 100,000 executions, 5 s runs (a smoke test)
+    CACHE_ENABLED=false .venv/bin/python -m bench.run   # every read from the database
 
 Steps (docs/performance.md has the results and what they mean):
 
@@ -724,7 +725,12 @@ def main(argv=None) -> int:
     storage = outdir / "storage"
     storage.mkdir()
     started = time.monotonic()
-    report: dict = {"started_at": stamp, "args": vars(args), "git": git_state()}
+    report: dict = {
+        "started_at": stamp,
+        "args": vars(args),
+        "git": git_state(),
+        "cache_enabled": os.environ.get("CACHE_ENABLED", "true"),
+    }
     buffers = SharedBuffers(args.shared_buffers)
     redis_before = redis_keys(args.redis_url)
     try:
