@@ -7,12 +7,15 @@ the writing transaction commits, whoever wrote (a service, a Celery task, an adm
 
 Each process listens on a connection of its own. A thread drains it as notifications come (a
 listener that stops reading would fill PostgreSQL's notification queue), and every request
-drains it again before reading an entry. An entry is stored only if no invalidation arrived
-since the request began, so an answer read before a commit cannot outlive that commit's
-notification. Writes committed by this process invalidate its own entries at commit, so a
-client reads its own writes even before the notification is back. Without a working listener
-(database down, connection lost) nothing is stored or served and every request goes to the
-database; a new listener starts empty.
+drains it again before reading an entry. The listener pings itself through that connection
+when it starts and whenever it has been quiet for a while: a connection that stopped working,
+or a pooler that drops LISTEN, turns the cache off instead of leaving it stale.
+
+An entry is stored only if no invalidation arrived since the request began, so an answer read
+before a commit cannot outlive that commit's notification. Writes committed by this process
+invalidate its own entries at commit, so a client reads its own writes even before the
+notification is back. Without a working listener (database down, connection lost) nothing is
+stored or served and every request goes to the database; a new listener starts empty.
 """
 
 import contextlib
@@ -32,8 +35,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "gefapi_changes"
 EVERYTHING = "*"
+PING = "ping"  # sent by the listener to itself: proof that LISTEN works on this connection
 RETRY_SECONDS = 5
-THREAD_WAKE_SECONDS = 10
+PING_SECONDS = 10
 
 
 @dataclass
@@ -57,15 +61,18 @@ class ChangeCache:
         self._conn = None
         self._pid = None
         self._retry_at = 0.0
+        self._inherited = []  # a forked parent's connection: closing it would end its session
 
     # Listening ------------------------------------------------------------------------------
 
     def begin(self) -> int | None:
         """Apply what arrived; the generation to store under, or None when the cache is off."""
+        if self._pid != os.getpid():  # a forked child: nothing of the parent's listener is ours
+            self._lock = threading.RLock()
+            self._inherited.append(self._conn)
+            self._conn, self._pid = None, os.getpid()
+            self._clear()
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's socket is not ours
-                self._conn, self._pid = None, os.getpid()
-                self._clear()
             if self._conn is None and not self._listen():
                 return None
             try:
@@ -78,11 +85,16 @@ class ChangeCache:
     def _listen(self) -> bool:
         if time.monotonic() < self._retry_at:
             return False
+        conn = None
         try:
             conn = self._connect()
             conn.autocommit = True
-            conn.cursor().execute(f"LISTEN {CHANNEL}")
+            conn.cursor().execute(f"LISTEN {CHANNEL}; NOTIFY {CHANNEL}, '{PING}'")
+            if not _ping_returns(conn):  # e.g. a pooler in transaction mode drops LISTEN
+                raise psycopg2.OperationalError("a notification sent to itself never came back")
         except psycopg2.Error as exc:
+            if conn is not None:
+                conn.close()
             self._retry_at = time.monotonic() + RETRY_SECONDS
             log.warning("change cache off: cannot listen (%s)", str(exc).strip())
             return False
@@ -92,14 +104,18 @@ class ChangeCache:
         return True
 
     def _follow(self, conn) -> None:
-        """Keep reading this connection until it is replaced or lost."""
+        """Keep reading this connection until it is replaced or lost. When nothing comes for a
+        while, ping through it: a dead server fails the ping, not a silent wait."""
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
         while True:
-            with contextlib.suppress(OSError, ValueError):  # closed under us
-                select.select([conn], [], [], THREAD_WAKE_SECONDS)
+            quiet = not poller.poll(PING_SECONDS * 1000)
             with self._lock:
                 if self._conn is not conn:
                     return
                 try:
+                    if quiet:
+                        conn.cursor().execute(f"NOTIFY {CHANNEL}, '{PING}'")
                     self._drain()
                 except psycopg2.Error as exc:
                     self._lost(exc)
@@ -108,9 +124,10 @@ class ChangeCache:
     def _drain(self) -> None:
         self._conn.poll()
         if self._conn.notifies:
-            tags = {notify.payload for notify in self._conn.notifies}
+            tags = {notify.payload for notify in self._conn.notifies} - {PING}
             self._conn.notifies.clear()
-            self.invalidate(tags)
+            if tags:
+                self.invalidate(tags)
 
     def _lost(self, exc: Exception) -> None:
         log.warning("change cache off until the database answers: %s", str(exc).strip())
@@ -133,6 +150,8 @@ class ChangeCache:
         with self._lock:
             if generation is None or generation != self._generation or self._conn is None:
                 return
+            if size > self.max_bytes:
+                return
             if self._bytes + size > self.max_bytes:
                 self._clear()
             self._drop(key)
@@ -148,19 +167,39 @@ class ChangeCache:
                 self._clear()
                 return
             for tag in tags:
-                for key in self._by_tag.pop(tag, ()):
+                for key in list(self._by_tag.get(tag, ())):
                     self._drop(key)
 
     def _drop(self, key) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= entry.size
+        if entry is None:
+            return
+        self._bytes -= entry.size
+        for tag in entry.tags:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]
 
     def _clear(self) -> None:
         self._generation += 1
         self._entries.clear()
         self._by_tag.clear()
         self._bytes = 0
+
+
+def _ping_returns(conn, timeout: float = 2.0) -> bool:
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn.poll()
+        if any(notify.payload == PING for notify in conn.notifies):
+            conn.notifies.clear()
+            return True
+        poller.poll(max(0, int((deadline - time.monotonic()) * 1000)))
+    return False
 
 
 # This process's own commits -----------------------------------------------------------------
@@ -236,6 +275,7 @@ def init_app(app) -> None:
             keepalives_idle=30,
             keepalives_interval=10,
             keepalives_count=3,
+            tcp_user_timeout=30_000,  # ms: a ping that cannot be sent fails, not hangs
         )
 
     app.extensions["change_cache"] = ChangeCache(

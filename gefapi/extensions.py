@@ -1,6 +1,7 @@
 """Extensions, created unbound; create_app() binds them."""
 
 import time
+from datetime import timedelta
 
 import flask_jwt_extended
 from flask import current_app
@@ -49,14 +50,22 @@ class JWTManager(flask_jwt_extended.JWTManager):
         decoded = current_app.extensions["jwt_decoded"]
         key = (encoded_token, csrf_value)
         claims = decoded.get(key)
-        if claims is not None and claims["exp"] + jwt_config.leeway > time.time():
+        if claims is not None and not _expired(claims):
             return dict(claims)
         claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
-        if "exp" in claims and claims["exp"] + jwt_config.leeway > time.time():
+        if "exp" in claims and not _expired(claims):
             if len(decoded) >= self.DECODED_MAX:
                 decoded.clear()
             decoded[key] = dict(claims)
         return claims
+
+
+def _expired(claims: dict) -> bool:
+    """PyJWT's own rule: expired once `exp` plus the leeway is in the past."""
+    leeway = jwt_config.leeway
+    if isinstance(leeway, timedelta):
+        leeway = leeway.total_seconds()
+    return claims["exp"] + leeway <= time.time()
 
 
 class Api(SmorestApi):

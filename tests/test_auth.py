@@ -247,6 +247,8 @@ def test_a_token_verified_by_one_app_is_not_trusted_by_an_app_with_another_key(m
     other = create_app(type("OtherKey", (), other_key))
     response = other.test_client().get("/api/v1/user/me", headers=bearer(token))
     assert_error(response, 401, "invalid_token")
+    with other.app_context():
+        db.engine.dispose()
 
 
 def test_token_in_query_string_is_refused(client, make_user, login):

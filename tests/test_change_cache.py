@@ -8,6 +8,7 @@ import uuid
 import psycopg2
 import pytest
 
+from gefapi.cache import ChangeCache
 from gefapi.extensions import db
 from gefapi.models import Execution, Role, User
 from gefapi.services import passwords
@@ -91,6 +92,14 @@ def statements_for(world, path: str, who: str = "owner") -> tuple[object, int]:
     return response, len(statements)
 
 
+def cached(world, path: str, who: str = "owner"):
+    """The answer to `path`, once the cache holds it (a read that sends no SQL). A notification
+    from an earlier test can refuse the first store; the next read stores it."""
+    answer = world.get(path, who)
+    assert eventually(lambda: statements_for(world, path, who)[1] == 0), "never cached"
+    return answer
+
+
 def test_a_repeated_read_is_answered_without_the_database(world):
     path = f"/api/v1/execution/{world.execution_ids[0]}?include=script"
     first, first_statements = statements_for(world, path)
@@ -125,21 +134,23 @@ def test_the_plugin_list_is_answered_from_the_cache_until_a_run_is_added(world):
 
 def test_another_writers_commit_reaches_the_cache(world):
     path = f"/api/v1/execution/{world.execution_ids[0]}"
-    assert world.get(path).get_json()["data"]["progress"] == 0
+    assert cached(world, path).get_json()["data"]["progress"] == 0
     world.sql("UPDATE executions SET progress = 42 WHERE id = %s", (world.execution_ids[0],))
     assert eventually(lambda: world.get(path).get_json()["data"]["progress"] == 42)
 
 
 def test_a_script_rename_reaches_answers_that_include_it(world):
     path = f"/api/v1/execution/{world.execution_ids[1]}?include=script"
-    assert world.get(path).get_json()["data"]["script"]["name"] == "s"
+    assert cached(world, path).get_json()["data"]["script"]["name"] == "s"
     world.sql("UPDATE scripts SET name = 'renamed' WHERE id = %s", (str(world.script_id),))
     assert eventually(lambda: world.get(path).get_json()["data"]["script"]["name"] == "renamed")
 
 
-def test_a_write_through_this_process_is_read_back_at_once(world):
+def test_a_write_through_this_process_is_read_back_at_once(world, monkeypatch):
     path = f"/api/v1/execution/{world.execution_ids[1]}"
-    world.get(path)  # cached
+    cached(world, path)
+    # No notification is read from here on: only the commit itself can drop the entry.
+    monkeypatch.setattr(ChangeCache, "_drain", lambda self: None)
     patch = world.app.test_client().patch(
         path, json={"progress": 77}, headers={"Authorization": f"Bearer {world.tokens['admin']}"}
     )
@@ -149,16 +160,14 @@ def test_a_write_through_this_process_is_read_back_at_once(world):
 
 def test_a_cached_answer_is_shown_only_to_who_may_read_it(world):
     path = f"/api/v1/execution/{world.execution_ids[0]}"
-    assert world.get(path, "owner").status_code == 200
-    assert world.get(path, "owner").status_code == 200  # now from the cache
+    assert cached(world, path, "owner").status_code == 200
     assert world.get(path, "other").status_code == 404
     assert world.get(path, "admin").status_code == 200
 
 
 def test_a_reader_who_loses_a_role_loses_the_cached_answer(world):
     path = f"/api/v1/execution/{world.execution_ids[1]}"
-    assert world.get(path, "admin").status_code == 200
-    assert world.get(path, "admin").status_code == 200  # now from the cache
+    assert cached(world, path, "admin").status_code == 200
     admin = str(world.user_ids["admin"])
     world.sql("UPDATE users SET role = 'USER' WHERE id = %s", (admin,))
     try:
@@ -182,9 +191,9 @@ def test_logout_in_another_process_revokes_the_cached_token_check(world):
 
 
 def test_a_user_deleted_by_sql_loses_access(world):
-    token = world.login("other")
+    world.tokens["other"] = token = world.login("other")
     headers = {"Authorization": f"Bearer {token}"}
-    assert world.app.test_client().get("/api/v1/user/me", headers=headers).status_code == 200
+    assert cached(world, "/api/v1/user/me", "other").status_code == 200  # the token check
     world.sql("UPDATE users SET deleted = true WHERE id = %s", (str(world.user_ids["other"]),))
     try:
         assert eventually(
@@ -196,7 +205,14 @@ def test_a_user_deleted_by_sql_loses_access(world):
         world.sql("UPDATE users SET deleted = false WHERE id = %s", (str(world.user_ids["other"]),))
 
 
-def test_fields_that_change_without_the_row_are_never_cached(world):
+@pytest.mark.parametrize("include", ["logs", "duration", "script,logs"])
+def test_answers_with_fields_that_change_without_the_row_are_never_cached(world, include):
+    path = f"/api/v1/execution/{world.execution_ids[0]}?include={include}"
+    world.get(path)
+    assert statements_for(world, path)[1] > 0
+
+
+def test_a_new_log_line_shows_at_once_in_include_logs(world):
     path = f"/api/v1/execution/{world.execution_ids[0]}?include=logs"
     world.get(path)
     world.sql(
@@ -210,8 +226,7 @@ def test_fields_that_change_without_the_row_are_never_cached(world):
 
 def test_a_lost_listener_turns_the_cache_off_until_it_listens_again(world, monkeypatch):
     path = f"/api/v1/execution/{world.execution_ids[0]}"
-    world.get(path)
-    assert statements_for(world, path)[1] == 0
+    cached(world, path)
     world.sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE application_name = 'gefapi-changes' AND datname = current_database()"
