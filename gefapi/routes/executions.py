@@ -130,7 +130,7 @@ class OwnExecutions(MethodView):
         return _list(args, own_only=True)
 
 
-@blp.route("/<execution_id>")
+@blp.route("/<uuid:execution_id>")
 class ExecutionById(MethodView):
     @login_required(allow_execution_token=True)
     @cached_read
@@ -158,7 +158,7 @@ class ExecutionById(MethodView):
         return envelope(dump_execution(execution, {}))
 
 
-@blp.route("/<execution_id>/log")
+@blp.route("/<uuid:execution_id>/log")
 class ExecutionLogs(MethodView):
     @login_required
     @blp.arguments(LogPollArgs, location="query")
@@ -217,7 +217,7 @@ def log_entries(body) -> list[dict]:
     return entries
 
 
-@blp.route("/<execution_id>/cancel")
+@blp.route("/<uuid:execution_id>/cancel")
 class Cancel(MethodView):
     @login_required
     @blp.alt_response(202, schema=ExecutionSchema, success=True)
@@ -235,7 +235,7 @@ class Cancel(MethodView):
         return envelope({**dumped, "execution": dumped, "cancellation_details": details}), 202
 
 
-@blp.route("/<execution_id>/download-results")
+@blp.route("/<uuid:execution_id>/download-results")
 class DownloadResults(MethodView):
     @login_required(query_token=True)
     @blp.alt_response(200, content_type="application/json", success=True, description="The file")

@@ -160,7 +160,7 @@ def _validate_params(script: Script, params: dict) -> None:
 def get(execution_id: str, *, caller: Caller, for_update: bool = False, options=()) -> Execution:
     """404 when missing, deleted, malformed or not readable by the caller."""
     try:
-        key = uuid.UUID(execution_id)
+        key = uuid.UUID(str(execution_id))
     except ValueError:
         raise ExecutionNotFound(f"Execution {execution_id} not found") from None
     query = select(Execution).where(Execution.id == key, ~Execution.deleted).options(*options)
