@@ -27,15 +27,20 @@ USAGE
 }
 
 ensure_venv() {
+  # Running the service needs requirements.txt; tests and lint need requirements-dev.txt too.
+  local file="${1:-requirements-dev.txt}"
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
-  local stamp="$VENV/.requirements.sha"
-  local want
-  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
-    echo "$want" > "$stamp"
+  local stamp="$VENV/.requirements.sha" runtime dev want
+  runtime="requirements.txt:$(sha256sum < requirements.txt | cut -d' ' -f1)"
+  dev="requirements-dev.txt:$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+  want=$runtime
+  [ "$file" = requirements-dev.txt ] && want=$dev
+  # The development set includes the runtime one.
+  if ! grep -qxF "$want" "$stamp" 2>/dev/null && ! grep -qxF "$dev" "$stamp" 2>/dev/null; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$file"
+    { echo "$runtime"; [ "$want" = "$dev" ] && echo "$dev"; } > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
 }
@@ -52,7 +57,7 @@ require_services() {
 }
 
 cmd_start() {
-  ensure_venv
+  ensure_venv requirements.txt
   exec python -m gefapi.launcher
 }
 
@@ -82,11 +87,11 @@ case "$command" in
   start) cmd_start "$@" ;;
   develop) cmd_develop "$@" ;;
   test) cmd_test "$@" ;;
-  migrate) ensure_venv; require_services; if [ $# -eq 0 ]; then flask db upgrade; else flask db "$@"; fi ;;
-  worker) ensure_venv; require_services; exec celery -A gefapi.celery worker --loglevel=INFO "$@" ;;
-  beat) ensure_venv; require_services; exec celery -A gefapi.celery beat --loglevel=INFO "$@" ;;
-  shell) ensure_venv; require_services; exec flask shell ;;
-  create-admin) ensure_venv; require_services; exec flask create-admin "$@" ;;
+  migrate) ensure_venv requirements.txt; require_services; if [ $# -eq 0 ]; then flask db upgrade; else flask db "$@"; fi ;;
+  worker) ensure_venv requirements.txt; require_services; exec celery -A gefapi.celery worker --loglevel=INFO "$@" ;;
+  beat) ensure_venv requirements.txt; require_services; exec celery -A gefapi.celery beat --loglevel=INFO "$@" ;;
+  shell) ensure_venv requirements.txt; require_services; exec flask shell ;;
+  create-admin) ensure_venv requirements.txt; require_services; exec flask create-admin "$@" ;;
   lint) ensure_venv; ruff check . && ruff format --check . ;;
   help|-h|--help) usage ;;
   *) usage >&2; exit 2 ;;
