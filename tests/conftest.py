@@ -60,11 +60,13 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
-def admin_sql(statement: str) -> None:
-    conn = psycopg2.connect(server_url().replace("+psycopg2", "", 1))
+def admin_sql(statement: str, params=None, *, url: str | None = None) -> None:
+    """One autocommitted statement on a connection of its own (the server's default database
+    unless `url` names another): a write from outside the app, committed at once."""
+    conn = psycopg2.connect((url or server_url()).replace("+psycopg2", "", 1))
     conn.autocommit = True
     try:
-        conn.cursor().execute(statement)
+        conn.cursor().execute(statement, params)
     finally:
         conn.close()
 

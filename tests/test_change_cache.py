@@ -5,14 +5,13 @@ admin's psql). Repeated reads skip the database; any committed change reaches th
 import time
 import uuid
 
-import psycopg2
 import pytest
 
 from gefapi.cache import ChangeCache
 from gefapi.extensions import db
 from gefapi.models import Execution, Role, User
 from gefapi.services import passwords
-from tests.conftest import PASSWORD, add_script, own_database
+from tests.conftest import PASSWORD, add_script, admin_sql, own_database
 from tests.helpers import sql_statements
 
 ROLES = {"owner": Role.USER, "other": Role.USER, "admin": Role.ADMIN}
@@ -63,12 +62,7 @@ class World:
         return client.get(path, headers={"Authorization": f"Bearer {self.tokens[who]}"})
 
     def sql(self, statement: str, params=None) -> None:
-        conn = psycopg2.connect(self.url.replace("+psycopg2", "", 1))
-        conn.autocommit = True
-        try:
-            conn.cursor().execute(statement, params)
-        finally:
-            conn.close()
+        admin_sql(statement, params, url=self.url)
 
 
 @pytest.fixture(scope="module")
