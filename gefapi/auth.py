@@ -61,8 +61,12 @@ def register_jwt_callbacks(app: Flask) -> None:
         user = g.pop("token_user", None)
         if user is None or user.deleted:
             return None
+        # An execution's token belongs to the execution, not to the user's sessions: logging
+        # out everywhere or changing the password leaves running jobs alone. It ends with the
+        # execution instead (execution_service.get).
         if (
-            user.tokens_valid_after
+            claims.get("scope") != EXECUTION_SCOPE
+            and user.tokens_valid_after
             and claims.get("auth_at", 0) <= user.tokens_valid_after.replace(tzinfo=UTC).timestamp()
         ):
             return None

@@ -88,6 +88,8 @@ class Config:
     # A container that exited without reporting gets this long for its last PATCH to land.
     EXECUTION_REPORT_GRACE_SECONDS = env_int("EXECUTION_REPORT_GRACE_SECONDS", 10)
     RECONCILE_SECONDS = float(env_str("RECONCILE_SECONDS", "15"))
+    # Executions one periodic pass checks (and leftover containers it removes) at most.
+    RECONCILE_BATCH = env_int("RECONCILE_BATCH", 500)
     # Sent again when their message or worker was lost (both steps are idempotent).
     DISPATCH_STALE_SECONDS = env_int("DISPATCH_STALE_SECONDS", 60)
     BUILD_STALE_SECONDS = env_int("BUILD_STALE_SECONDS", 1800)

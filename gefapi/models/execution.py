@@ -72,6 +72,14 @@ class Execution(db.Model):
             postgresql_where=text("status IN ('PENDING','READY','RUNNING','CANCELLING')"),
         ),
         Index("ix_executions_script_id", "script_id"),
+        # What finished executions left on the engine: the reconciler's clean-up list.
+        Index(
+            "ix_executions_leftover_handle",
+            "id",
+            postgresql_where=text(
+                "backend_handle IS NOT NULL AND status IN ('FINISHED','FAILED','CANCELLED')"
+            ),
+        ),
         Index(
             "uq_executions_user_id_idempotency_key",
             "user_id",

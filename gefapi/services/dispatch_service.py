@@ -3,16 +3,20 @@ what the database believes with what the engine shows. Every step is idempotent.
 
 import logging
 import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from gefapi.executors import get_backend
 from gefapi.executors.base import BackendError, BackendUnavailable, RunSpec, RunState, RunStatus
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptBuild, User
 from gefapi.models.base import utcnow
+from gefapi.models.execution import TERMINAL_STATUSES, StatusLog
 from gefapi.services import auth_service
 from gefapi.services.execution_service import transition
 
@@ -54,7 +58,10 @@ def dispatch(execution_id: str) -> None:
     except BackendUnavailable:
         db.session.rollback()
         raise
-    except BackendError as exc:
+    except Exception as exc:
+        if not isinstance(exc, BackendError):
+            log.exception("Execution %s could not be started", execution_id)
+            exc = "an internal error (the worker's log has the details)"
         _fail(execution, f"The execution could not be started: {exc}")
         db.session.commit()
         return
@@ -93,7 +100,9 @@ def _queued_ahead(execution: Execution) -> bool:
 
 def run_spec(execution: Execution) -> RunSpec:
     script = db.session.get(Script, execution.script_id)
-    build = db.session.get(ScriptBuild, execution.build_id)
+    build = db.session.get(ScriptBuild, execution.build_id) if execution.build_id else None
+    if build is None or not build.image:
+        raise BackendError("the script's build no longer exists")
     return RunSpec(
         name=service_name(execution.id),
         image=build.image,
@@ -129,19 +138,52 @@ def runtime_env(execution: Execution) -> dict[str, str]:
 
 def dispatch_waiting() -> None:
     """Periodic: executions waiting for a slot, or whose dispatch message was lost."""
-    stale = utcnow() - timedelta(seconds=current_app.config["DISPATCH_STALE_SECONDS"])
-    waiting = db.session.scalars(
-        select(Execution.id)
-        .where(
-            Execution.status == S.PENDING,
-            Execution.queued_at.is_not(None) | (Execution.start_date < stale),
-        )
-        .order_by(Execution.start_date)
-        .limit(200)
-    ).all()
-    db.session.rollback()
-    for execution_id in waiting:
-        dispatch(str(execution_id))
+    with exclusive("dispatch_waiting") as mine:
+        if not mine:
+            log.info("Another dispatch pass is still running; skipping this one")
+            return
+        stale = utcnow() - timedelta(seconds=current_app.config["DISPATCH_STALE_SECONDS"])
+        waiting = db.session.scalars(
+            select(Execution.id)
+            .where(
+                Execution.status == S.PENDING,
+                Execution.queued_at.is_not(None) | (Execution.start_date < stale),
+            )
+            .order_by(Execution.start_date)
+            .limit(current_app.config["RECONCILE_BATCH"])
+        ).all()
+        db.session.rollback()
+        each_isolated(waiting, dispatch)
+
+
+def each_isolated(execution_ids, step) -> None:
+    """`step` on each id, one transaction each: an unexpected error on one is logged and the
+    rest go on; an unreachable engine ends the pass (the next one retries)."""
+    for execution_id in execution_ids:
+        try:
+            step(str(execution_id))
+        except BackendUnavailable:
+            db.session.rollback()
+            log.warning("Container engine unavailable; trying again on the next pass")
+            return
+        except Exception:
+            db.session.rollback()
+            log.exception("%s failed on execution %s; going on", step.__name__, execution_id)
+
+
+@contextmanager
+def exclusive(name: str) -> Iterator[bool]:
+    """Whether this process holds the cluster-wide lock `name` (a PostgreSQL advisory lock on
+    a connection of its own), so that a periodic pass never overlaps a slower previous one."""
+    key = zlib.crc32(f"gefapi:{name}".encode())
+    bind = db.engine
+    with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as connection:
+        mine = connection.scalar(select(func.pg_try_advisory_lock(key)))
+        try:
+            yield mine
+        finally:
+            if mine:
+                connection.scalar(select(func.pg_advisory_unlock(key)))
 
 
 # Stop --------------------------------------------------------------------------------------
@@ -156,38 +198,50 @@ def stop(execution_id: str) -> None:
     if execution.backend_handle:
         get_backend().remove(execution.backend_handle)
         execution.backend_handle = None
-    transition(execution, S.CANCELLED, detail="Stopped on request")
-    _log(execution, "Cancelled: the container was stopped.", "INFO")
+    reason = _cancel_reason(execution)
+    transition(execution, S.CANCELLED, detail=reason)
+    _log(execution, f"Cancelled ({reason}): the container was stopped.", "INFO")
     db.session.commit()
+
+
+def _cancel_reason(execution: Execution) -> str:
+    """Why it is being cancelled, as recorded when it entered CANCELLING."""
+    reason = db.session.scalar(
+        select(StatusLog.detail)
+        .where(StatusLog.execution_id == execution.id, StatusLog.status_to == S.CANCELLING)
+        .order_by(StatusLog.id.desc())
+        .limit(1)
+    )
+    return reason or "Cancelled on request"
 
 
 # Reconcile ---------------------------------------------------------------------------------
 
 
 def reconcile() -> None:
-    """Periodic: compare every dispatched, unfinished execution with the engine."""
+    """Periodic: compare dispatched, unfinished executions with the engine (the longest
+    unchecked first), then remove what finished executions left on it; a bounded batch of
+    each per pass, and never two passes at once."""
     from gefapi.services import build_service
 
-    config = current_app.config
-    build_service.recover_stale()
-    ids = db.session.scalars(
-        select(Execution.id).where(
-            Execution.status.in_(ACTIVE)
-            | (
-                Execution.status.in_([S.FINISHED, S.FAILED, S.CANCELLED])
-                & Execution.backend_handle.is_not(None)
-            )
-        )
-    ).all()
-    db.session.rollback()
-    for execution_id in ids:
-        try:
-            reconcile_one(str(execution_id))
-        except BackendUnavailable:
-            db.session.rollback()
-            log.warning("Container engine unavailable; reconciling later")
+    with exclusive("reconcile") as mine:
+        if not mine:
+            log.info("Another reconcile pass is still running; skipping this one")
             return
-    _expire_queue(config["EXECUTION_MAX_QUEUE_SECONDS"])
+        config = current_app.config
+        build_service.recover_stale()
+        batch = config["RECONCILE_BATCH"]
+        active = select(Execution.id).where(Execution.status.in_(ACTIVE))
+        leftovers = select(Execution.id).where(
+            Execution.status.in_(TERMINAL_STATUSES), Execution.backend_handle.is_not(None)
+        )
+        ids = [
+            *db.session.scalars(active.order_by(Execution.updated_at).limit(batch)),
+            *db.session.scalars(leftovers.limit(batch)),
+        ]
+        db.session.rollback()
+        each_isolated(ids, reconcile_one)
+        _expire_queue(config["EXECUTION_MAX_QUEUE_SECONDS"])
 
 
 def reconcile_one(execution_id: str) -> None:

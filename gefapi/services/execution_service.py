@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, selectinload
 
 from gefapi.errors import (
+    AuthenticationFailed,
     Conflict,
     ExecutionNotFound,
     PayloadTooLarge,
@@ -22,6 +23,7 @@ from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, Scri
 from gefapi.models.base import utcnow
 from gefapi.models.execution import (
     TERMINAL_STATUSES,
+    UNFINISHED_STATUSES,
     ExecutionTotal,
     ScriptExecutionTotal,
     StatusLog,
@@ -48,6 +50,8 @@ SORTABLE = {
 }
 DEFAULT_ORDER = (Execution.end_date.desc().nulls_first(), Execution.start_date.desc())
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+# An execution's runtime token ends when the execution does, or when it is being cancelled.
+RUNTIME_ENDED = TERMINAL_STATUSES | {ExecutionStatus.CANCELLING}
 
 
 class ScriptNotBuilt(Conflict):
@@ -167,6 +171,11 @@ def get(execution_id: str, *, caller: Caller, for_update: bool = False, options=
     execution = db.session.scalar(query.with_for_update() if for_update else query)
     if execution is None or not caller.may_read(execution):
         raise ExecutionNotFound(f"Execution {execution_id} not found")
+    if caller.runtime_execution_id is not None and execution.status in RUNTIME_ENDED:
+        raise AuthenticationFailed(
+            f"Execution {execution.id} is {execution.status}: its token no longer works",
+            error_code="token_revoked",
+        )
     return execution
 
 
@@ -378,21 +387,42 @@ def normalise_level(level: str) -> str:
 
 def cancel(execution_id: str, *, caller: Caller) -> tuple[Execution, str]:
     """Before dispatch: straight to CANCELLED. After: CANCELLING, and the stop task ends it."""
-    from gefapi.tasks.executions import stop_execution
-
     execution = get(execution_id, caller=caller, for_update=True)
     if not caller.may_manage(execution):
         raise ExecutionNotFound(f"Execution {execution_id} not found")
     previous = execution.status
     if execution.is_finished:
         raise ExecutionFinished(f"Execution {execution.id} is already {execution.status}")
-    if execution.status == ExecutionStatus.PENDING and execution.backend_handle is None:
-        transition(execution, ExecutionStatus.CANCELLED, detail="Cancelled before dispatch")
-    elif execution.status != ExecutionStatus.CANCELLING:
-        transition(execution, ExecutionStatus.CANCELLING)
-        enqueue(stop_execution, str(execution.id))
+    _request_cancel(execution, "Cancelled on request")
     db.session.commit()
     return execution, previous
+
+
+def cancel_active(*, reason: str, user_id=None, script_id=None) -> int:
+    """Cancel every unfinished execution of a user or of a script (being deleted), with
+    `reason`. No commit: the caller's transaction holds the deletion and the cancellations."""
+    condition = Execution.user_id == user_id if user_id else Execution.script_id == script_id
+    executions = db.session.scalars(
+        select(Execution)
+        .where(condition, Execution.status.in_(UNFINISHED_STATUSES))
+        .order_by(Execution.user_id)  # the totals' rows locked in one order (see the trigger)
+        .with_for_update()
+    ).all()
+    for execution in executions:
+        _request_cancel(execution, reason)
+    return len(executions)
+
+
+def _request_cancel(execution: Execution, reason: str) -> None:
+    """Before dispatch: straight to CANCELLED. After: CANCELLING, and the stop task ends it
+    with `reason`."""
+    from gefapi.tasks.executions import stop_execution
+
+    if execution.status == ExecutionStatus.PENDING and execution.backend_handle is None:
+        transition(execution, ExecutionStatus.CANCELLED, detail=f"{reason}, before dispatch")
+    elif execution.status != ExecutionStatus.CANCELLING:
+        transition(execution, ExecutionStatus.CANCELLING, detail=reason)
+        enqueue(stop_execution, str(execution.id))
 
 
 def delete(execution_id: str, *, caller: Caller) -> Execution:
