@@ -305,8 +305,11 @@ def delete(ref: str, *, by: User) -> Script:
     """Soft delete: executions keep their history, the slug is free again."""
     if not by.is_admin:
         raise PermissionDenied("Only administrators delete scripts")
+    from gefapi.services import execution_service  # it imports this module
+
     script = get_for_change(ref, by=by)
     script.deleted = True
+    execution_service.cancel_active(script_id=script.id, reason="Its script was deleted")
     db.session.commit()
     return script
 

@@ -19,7 +19,7 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import PROFILE_FIELDS, OneTimeToken, OneTimeTokenKind, Role, User
 from gefapi.models.base import utcnow
-from gefapi.services import auth_service, email_service, passwords
+from gefapi.services import auth_service, email_service, execution_service, passwords
 from gefapi.services.listing import Page, paginate, parse_sort
 
 RECOVERY_MESSAGE = "If an account with that email exists, a password recovery email has been sent."
@@ -170,6 +170,7 @@ def delete(target: User, *, by: User) -> User:
     target.deleted = True
     target.deleted_at = utcnow()
     auth_service.revoke_sessions(target)
+    execution_service.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
     db.session.commit()
     return target
 
