@@ -92,9 +92,7 @@ def test_the_token_ends_with_the_execution(client, app, world, status):
     execution_path = f"/api/v1/execution/{world['execution'].id}"
     calls = [
         client.patch(execution_path, json={"progress": 50}, headers=world["runtime"]),
-        client.post(
-            execution_path + "/log", json={"text": "late", "level": "INFO"}, headers=world["runtime"]
-        ),
+        client.post(execution_path + "/log", json={"text": "late"}, headers=world["runtime"]),
         client.get(execution_path, headers=world["runtime"]),
     ]
     for response in calls:
