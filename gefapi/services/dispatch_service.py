@@ -171,11 +171,15 @@ def each_isolated(execution_ids, step) -> None:
             log.exception("%s failed on execution %s; going on", step.__name__, execution_id)
 
 
+def lock_key(name: str) -> int:
+    return zlib.crc32(f"gefapi:{name}".encode())
+
+
 @contextmanager
 def exclusive(name: str) -> Iterator[bool]:
     """Whether this process holds the cluster-wide lock `name` (a PostgreSQL advisory lock on
     a connection of its own), so that a periodic pass never overlaps a slower previous one."""
-    key = zlib.crc32(f"gefapi:{name}".encode())
+    key = lock_key(name)
     bind = db.engine
     with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as connection:
         mine = connection.scalar(select(func.pg_try_advisory_lock(key)))
