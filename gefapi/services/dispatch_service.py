@@ -290,14 +290,29 @@ def _over_runtime(execution: Execution) -> bool:
 
 
 def _fail_exited(execution: Execution, status: RunStatus, last_lines: list[str]) -> None:
+    posted = _posted_lines(execution)
     for line in last_lines:
-        _log(execution, line, "ERROR")
+        if line not in posted:  # the runtime prints what it posts: only the rest is news
+            _log(execution, line, "ERROR")
     if status.out_of_memory or status.exit_code == 137:
         limit = db.session.get(Script, execution.script_id).memory_limit
         reason = f"The execution ran out of memory (limit {limit} bytes) and was killed."
+    elif status.exit_code is None and status.detail:
+        reason = status.detail
     else:
         reason = f"The execution's container exited (code {status.exit_code}) without reporting."
     _fail(execution, reason)
+
+
+def _posted_lines(execution: Execution, recent: int = 1000) -> set[str]:
+    """The output lines of its recent log entries, as the runtime prints them ("LEVEL: text")."""
+    entries = db.session.execute(
+        select(ExecutionLog.level, ExecutionLog.text)
+        .where(ExecutionLog.execution_id == execution.id)
+        .order_by(ExecutionLog.id.desc())
+        .limit(recent)
+    )
+    return {line for level, text in entries for line in f"{level}: {text}".splitlines()}
 
 
 def _fail(execution: Execution, reason: str) -> None:
