@@ -355,7 +355,8 @@ def seed(args) -> None:
                  THEN b.start_date + b.duration END,
             b.start_date,
             CASE WHEN b.status <> 'PENDING' THEN b.start_date + interval '4 seconds' END,
-            CASE WHEN b.status <> 'PENDING' THEN 'svc-' || left(b.id::text, 8) END,
+            -- Only running executions hold an engine handle (the reconciler clears the rest).
+            CASE WHEN b.status IN ('READY', 'RUNNING') THEN 'svc-' || left(b.id::text, 8) END,
             b.g %% 10 <> 0, NULL, false,
             CASE WHEN b.status IN ('FINISHED', 'FAILED', 'CANCELLED')
                  THEN b.start_date + b.duration ELSE b.start_date END
