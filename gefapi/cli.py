@@ -19,9 +19,15 @@ def register_commands(app: Flask) -> None:
 def prepare_backend() -> None:
     """Say which execution backend runs executions; build the environment image if it needs one."""
     from gefapi.executors import get_backend
+    from gefapi.executors.base import BackendError
 
-    backend = get_backend()
+    try:
+        backend = get_backend()
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Execution backend: {backend.name}")
+    if backend.name == "local":
+        click.echo(backend.describe_isolation())
     if backend.name in ("swarm", "docker"):
         import docker.errors
 
@@ -33,7 +39,8 @@ def prepare_backend() -> None:
 
 @click.command("stop-local-runs")
 def stop_local_runs() -> None:
-    """Kill the local backend's running executions (the reconciler fails them later)."""
+    """Kill the local backend's running executions; the reconciler then ends them FAILED as
+    interrupted by a server shutdown. (`gefapi.sh start` lets them run on instead.)"""
     from gefapi.executors import get_backend
 
     backend = get_backend()

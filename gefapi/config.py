@@ -105,6 +105,12 @@ class Config:
     BUILD_NETWORK = env_str("BUILD_NETWORK")
     DOCKER_HOST = env_str("DOCKER_HOST")
     DOCKER_TIMEOUT_SECONDS = env_int("DOCKER_TIMEOUT_SECONDS", 120)
+    # Local backend: as root, each build and run gets its own uid counted from the base.
+    # Without root, scripts run as the server's user: outside development and testing that
+    # needs LOCAL_BACKEND_TRUSTED_SCRIPTS.
+    LOCAL_BACKEND_DIR = env_str("LOCAL_BACKEND_DIR")
+    LOCAL_BACKEND_TRUSTED_SCRIPTS = env_bool("LOCAL_BACKEND_TRUSTED_SCRIPTS", False)
+    LOCAL_BACKEND_UID_BASE = env_int("LOCAL_BACKEND_UID_BASE", 3_000_000_000)
     # Legacy environment images log in with these (CONTRACT section 9); off unless both are set.
     LEGACY_ENVIRONMENT_PASSWORD = env_str("API_ENVIRONMENT_USER_PASSWORD")
     PARAMS_S3_BUCKET = env_str("PARAMS_S3_BUCKET")

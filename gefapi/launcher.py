@@ -5,7 +5,8 @@
 - no EXECUTION_BACKEND: swarm, docker or local, whichever answers (gefapi.executors);
 - no SMTP_HOST: email is written to the log; no STORAGE_URL: archives in the instance folder.
 Then migrations, the first administrator, and the API, a worker and beat as child processes.
-Ctrl-C stops everything it started; the next start reuses the data.
+Ctrl-C stops everything it started but the local backend's runs: they carry on in their own
+sessions and report again once the next start is up. The next start reuses the data.
 """
 
 import os
@@ -40,14 +41,24 @@ def persistent_secret(instance: Path) -> str:
     """Development secret kept in the instance folder, so tokens survive a restart."""
     path = instance / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(48))
+    path.chmod(0o600)  # the server's alone, also when an older version left it open
     return path.read_text().strip()
+
+
+def private_instance(instance: Path) -> None:
+    """Local runs pass through the instance folder to their builds, and must not list it or
+    read the uploaded archives in its storage."""
+    instance.mkdir(parents=True, exist_ok=True)
+    instance.chmod(0o711)
+    (instance / "storage").mkdir(exist_ok=True)
+    (instance / "storage").chmod(0o700)
 
 
 def prepare_environment(instance: Path) -> dict:
     env = dict(os.environ)
-    instance.mkdir(parents=True, exist_ok=True)
+    private_instance(instance)
     env.setdefault("ENVIRONMENT", "development")
     env.setdefault("SECRET_KEY", persistent_secret(instance))
     env.setdefault("FLASK_APP", "main")
@@ -101,7 +112,6 @@ def main() -> int:
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
-    run(env, str(BIN / "flask"), "stop-local-runs")
     say("stopped")
     return 0 if stopping else 1
 

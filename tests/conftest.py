@@ -2,6 +2,7 @@
 
 import os
 import socket
+import tempfile
 import uuid
 from contextlib import ExitStack, contextmanager
 from unittest import mock
@@ -133,6 +134,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def reachable_folder() -> str:
+    """A new folder that the local backend's unprivileged run users can pass through (pytest's
+    own temporary folders are closed to other users)."""
+    folder = tempfile.mkdtemp(prefix="gefapi-test-")
+    os.chmod(folder, 0o711)
+    return folder
 
 
 class Mailbox:

@@ -2,6 +2,7 @@
 remove; limits applied; out-of-memory kills reported."""
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -17,7 +18,7 @@ from gefapi.executors.images import ImageBuilder
 from gefapi.executors.local import LocalBackend
 from gefapi.executors.swarm import SwarmBackend
 from tests.archives import script_archive
-from tests.conftest import ENVIRONMENT_IMAGE, free_port
+from tests.conftest import ENVIRONMENT_IMAGE, free_port, reachable_folder
 
 LIMITS = archives.Limits(max_unpacked_bytes=10**8, max_members=1000, max_member_bytes=10**8)
 MIB = 2**20
@@ -36,12 +37,10 @@ def docker_client(environment_image):
 
 
 @pytest.fixture(scope="module")
-def local_backend(tmp_path_factory):
-    return LocalBackend(
-        str(tmp_path_factory.mktemp("local")),
-        LIMITS,
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
-    )
+def local_backend():
+    root = reachable_folder()
+    yield LocalBackend(root, LIMITS, ca_bundle="/etc/ssl/certs/ca-certificates.crt")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+RECONNECT_SECONDS = 600
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SCRIPT_DIR = os.environ.get("GEFAPI_SCRIPT_DIR", "/project/script")
 
@@ -39,9 +40,11 @@ class Api:
         self.token = body["access_token"]
 
     def call(self, method: str, path: str, payload=None, attempts: int = 6):
-        """Retries 429, 5xx and network errors with backoff; logs in again once on a 401."""
-        delay, relogged = 1.0, False
-        for attempt in range(attempts):
+        """Retries 429 and 5xx `attempts` times and network errors for RECONNECT_SECONDS (the API
+        may be restarting), with backoff; logs in again once on a 401."""
+        delay, relogged, failures = 1.0, False, 0
+        give_up_reconnecting = time.monotonic() + RECONNECT_SECONDS
+        while True:
             try:
                 return self._send(method, path, payload, True)
             except ApiError as exc:
@@ -49,14 +52,14 @@ class Api:
                     self.login()
                     relogged = True
                     continue
-                if exc.status not in RETRY_STATUSES or attempt == attempts - 1:
+                failures += 1
+                if exc.status not in RETRY_STATUSES or failures >= attempts:
                     raise
             except (urllib.error.URLError, TimeoutError, ConnectionError):
-                if attempt == attempts - 1:
+                if time.monotonic() > give_up_reconnecting:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 30)
-        raise RuntimeError("unreachable")
 
     def _send(self, method: str, path: str, payload, authenticated: bool):
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
