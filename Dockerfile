@@ -42,12 +42,12 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
     && mkdir -p /app/instance /var/lib/gefapi/storage \
     && chown -R gefapi:gefapi /app/instance /var/lib/gefapi
 WORKDIR /app
-COPY main.py ./
+COPY main.py gunicorn.conf.py ./
 COPY migrations/ migrations/
 COPY environment/ environment/
 COPY gefapi/ gefapi/
 # Bytecode compiled now: the service user cannot write __pycache__ next to the code.
-RUN python -m compileall -q main.py gefapi migrations
+RUN python -m compileall -q main.py gunicorn.conf.py gefapi migrations
 
 ENV FLASK_APP=main \
     PORT=5000 \

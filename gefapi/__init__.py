@@ -63,13 +63,19 @@ def _init_extensions(app: Flask) -> None:
 
 def _init_http(app: Flask) -> None:
     from gefapi.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
-    from gefapi.middleware import BODY_ERROR_KEY, GzipRequestMiddleware, contains_nul
+    from gefapi.middleware import (
+        BODY_ERROR_KEY,
+        ChunkedRequestMiddleware,
+        GzipRequestMiddleware,
+        contains_nul,
+    )
     from gefapi.routes import MULTIPART_ENDPOINTS
 
     app.wsgi_app = GzipRequestMiddleware(
         app.wsgi_app,
         lambda: (app.config["MAX_CONTENT_LENGTH"], app.config["MAX_DECOMPRESSED_REQUEST_SIZE"]),
     )
+    app.wsgi_app = ChunkedRequestMiddleware(app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"])
     if app.config["TRUSTED_PROXY_COUNT"]:
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -87,6 +93,8 @@ def _init_http(app: Flask) -> None:
     @app.before_request
     def check_body():
         error = request.environ.get(BODY_ERROR_KEY)
+        if error == "body_too_large":
+            raise PayloadTooLarge()
         if error == "too_large":
             raise PayloadTooLarge("Decompressed request body too large")
         if error == "bad_encoding":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gefapi.errors import PayloadTooLarge, ValidationError
+from gefapi.jsonprovider import guarded_loads, holds_nul
 
 REQUIRED_FILES = ("configuration.json", "requirements.txt", "src/main.py")
 MAX_CONFIGURATION_BYTES = 1024 * 1024
@@ -118,11 +119,17 @@ def inspect(source: BinaryIO, limits: Limits) -> ArchiveContents:
 
 def _parse_configuration(raw: bytes) -> dict:
     try:
-        configuration = json.loads(raw)
+        configuration = guarded_loads(json.loads, raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidArchive("configuration.json is not valid JSON") from None
     if not isinstance(configuration, dict):
         raise InvalidArchive("configuration.json must hold a JSON object")
+    holding_nul = [key for key, value in configuration.items() if holds_nul([key, value])]
+    if holding_nul:
+        raise InvalidArchive(
+            "configuration.json must not hold NUL characters",
+            errors={key: ["Must not hold NUL characters."] for key in holding_nul},
+        )
     return configuration
 
 

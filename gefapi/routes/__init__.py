@@ -2,7 +2,10 @@
 
 import flask_smorest
 from marshmallow import Schema, fields
-from webargs.flaskparser import FlaskParser
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from gefapi.jsonprovider import guarded_loads
 
 # (endpoint, method) pairs that take multipart uploads instead of JSON.
 MULTIPART_ENDPOINTS: set[tuple[str, str]] = set()
@@ -10,6 +13,12 @@ MULTIPART_ENDPOINTS: set[tuple[str, str]] = set()
 
 class Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        """webargs decodes the body itself: hostile JSON must be its 400, not a 500."""
+        if not is_json_request(req):
+            return core.missing
+        return guarded_loads(core.parse_json, req.get_data(cache=True))
 
 
 class Blueprint(flask_smorest.Blueprint):
