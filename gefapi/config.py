@@ -117,11 +117,43 @@ class Config:
     PARAMS_S3_PREFIX = env_str("PARAMS_S3_PREFIX", "params")
     S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
 
+    # Artifacts: files an execution uploads (docs/configuration.md).
+    ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 2 * 1024**3)
+    ARTIFACT_MAX_EXECUTION_BYTES = env_int("ARTIFACT_MAX_EXECUTION_BYTES", 10 * 1024**3)
+    ARTIFACT_MAX_PER_EXECUTION = env_int("ARTIFACT_MAX_PER_EXECUTION", 500)
+    ARTIFACT_RETENTION_DAYS = env_int("ARTIFACT_RETENTION_DAYS", 30)  # 0: kept
+    ARTIFACT_MAX_RETENTION_DAYS = env_int("ARTIFACT_MAX_RETENTION_DAYS", 365)  # 0: no cap
+    ARTIFACT_USER_QUOTA_BYTES = env_int("ARTIFACT_USER_QUOTA_BYTES", 0)  # 0: no quota
+    ARTIFACT_URL_SECONDS = env_int("ARTIFACT_URL_SECONDS", 30 * 24 * 3600)
+    ARTIFACT_S3_REDIRECT_SECONDS = env_int("ARTIFACT_S3_REDIRECT_SECONDS", 3600)
+    ARTIFACT_PURGE_SECONDS = float(env_str("ARTIFACT_PURGE_SECONDS", "3600"))
+    ARTIFACT_PURGE_BATCH = env_int("ARTIFACT_PURGE_BATCH", 1000)
+    # Scripts naming an environment (CONTRACT section 10) build FROM this template, for the
+    # environments allowed here (comma-separated names).
+    LEGACY_ENVIRONMENT_IMAGE = env_str(
+        "LEGACY_ENVIRONMENT_IMAGE", "conservationinternational/{environment}:{environment_version}"
+    )
+    LEGACY_ENVIRONMENTS = env_str("LEGACY_ENVIRONMENTS", "trends.earth-environment")
+    # What execution containers get to read their params from S3: their own endpoint (as the
+    # containers reach it), region and keys, separate from the server's (none: the nodes'
+    # instance role).
+    EXECUTION_S3_ENDPOINT_URL = env_str("EXECUTION_S3_ENDPOINT_URL") or S3_ENDPOINT_URL
+    EXECUTION_AWS_REGION = env_str("EXECUTION_AWS_REGION") or env_str("AWS_DEFAULT_REGION")
+    EXECUTION_AWS_ACCESS_KEY_ID = env_str("EXECUTION_AWS_ACCESS_KEY_ID")
+    EXECUTION_AWS_SECRET_ACCESS_KEY = env_str("EXECUTION_AWS_SECRET_ACCESS_KEY")
+    # Earth Engine for runs without credentials of their own: a service account key (JSON, or
+    # its base64), passed on as base64 EE_SERVICE_ACCOUNT_JSON; without one, SKIP_GEE_INIT.
+    EE_SERVICE_ACCOUNT_JSON = env_str("EE_SERVICE_ACCOUNT_JSON")
+    GOOGLE_PROJECT_ID = env_str("GOOGLE_PROJECT_ID")
+    GEE_ENDPOINT = env_str("GEE_ENDPOINT")
+
     # Login throttling: the first lock lasts LOGIN_LOCK_MINUTES and doubles per further
     # batch of failures, up to LOGIN_LOCK_MAX_MINUTES. Never permanent.
     LOGIN_FAILURES_BEFORE_LOCK = env_int("LOGIN_FAILURES_BEFORE_LOCK", 10)
     LOGIN_LOCK_MINUTES = env_int("LOGIN_LOCK_MINUTES", 1)
     LOGIN_LOCK_MAX_MINUTES = env_int("LOGIN_LOCK_MAX_MINUTES", 30)
+    # A day without a failed login forgets the count and the lock history.
+    LOGIN_FAILURES_FORGOTTEN_HOURS = env_int("LOGIN_FAILURES_FORGOTTEN_HOURS", 24)
     # The account that legacy environment images log in with; never throttled.
     API_ENVIRONMENT_USER = env_str("API_ENVIRONMENT_USER")
 
@@ -137,6 +169,35 @@ class Config:
     )
     RATE_LIMIT_USER_CREATION = env_str("RATE_LIMIT_USER_CREATION", "20 per minute;100 per hour")
 
+    # Per-user Earth Engine and openEO credentials (docs/configuration.md, "Credentials").
+    # Comma-separated Fernet keys or 32+ character passphrases: the first encrypts, all decrypt.
+    CREDENTIALS_ENCRYPTION_KEYS = env_str("CREDENTIALS_ENCRYPTION_KEYS")
+    GOOGLE_OAUTH_CLIENT_ID = env_str("GOOGLE_OAUTH_CLIENT_ID")
+    GOOGLE_OAUTH_CLIENT_SECRET = env_str("GOOGLE_OAUTH_CLIENT_SECRET")
+    GOOGLE_OAUTH_AUTHORIZATION_URI = env_str(
+        "GOOGLE_OAUTH_AUTHORIZATION_URI", "https://accounts.google.com/o/oauth2/v2/auth"
+    )
+    GOOGLE_OAUTH_TOKEN_URI = env_str(
+        "GOOGLE_OAUTH_TOKEN_URI", "https://oauth2.googleapis.com/token"
+    )
+    GOOGLE_OAUTH_REDIRECT_URI = env_str(
+        "GOOGLE_OAUTH_REDIRECT_URI", API_PUBLIC_URL + "/api/v1/gee-oauth/callback"
+    )
+    GEE_OAUTH_SCOPES = env_str(
+        "GEE_OAUTH_SCOPES",
+        "https://www.googleapis.com/auth/earthengine https://www.googleapis.com/auth/cloud-platform",
+    )
+    GEE_OAUTH_STATE_SECONDS = env_int("GEE_OAUTH_STATE_SECONDS", 600)
+    # POST .../gee-credentials/test: a fresh access token is fetched from GOOGLE_OAUTH_TOKEN_URI,
+    # then this URL is read with it ({project} is replaced by the cloud project).
+    GEE_CREDENTIALS_TEST_URL = env_str(
+        "GEE_CREDENTIALS_TEST_URL",
+        "https://earthengine.googleapis.com/v1/projects/{project}/algorithms",
+    )
+    GEE_HTTP_TIMEOUT_SECONDS = float(env_str("GEE_HTTP_TIMEOUT_SECONDS", "15"))
+    GEE_SERVICE_ACCOUNT_MAX_BYTES = env_int("GEE_SERVICE_ACCOUNT_MAX_BYTES", 16 * 1024)
+    OPENEO_CREDENTIALS_MAX_BYTES = env_int("OPENEO_CREDENTIALS_MAX_BYTES", 16 * 1024)
+
     # Email.
     SMTP_HOST = env_str("SMTP_HOST")
     SMTP_PORT = env_int("SMTP_PORT", 25)
@@ -146,6 +207,10 @@ class Config:
     SMTP_SSL = env_bool("SMTP_SSL", False)
     EMAIL_FROM = env_str("EMAIL_FROM", "gefapi <no-reply@localhost>")
     EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 50)
+
+    # OGC API - Processes (/ogc). Above 0, a request that does not prefer respond-async waits
+    # up to this long for its job and gets the results when it ends in time (else the job, 201).
+    OGC_SYNC_EXECUTE_SECONDS = float(env_str("OGC_SYNC_EXECUTE_SECONDS", "0"))
 
     # API docs.
     API_TITLE = "gefapi"
@@ -183,6 +248,11 @@ class Config:
                     "task": "tokens.purge_expired",
                     "schedule": 3600.0,
                     "options": {"expires": 3600.0},
+                },
+                "purge-artifacts": {
+                    "task": "artifacts.purge",
+                    "schedule": config.get("ARTIFACT_PURGE_SECONDS", 3600.0),
+                    "options": {"expires": config.get("ARTIFACT_PURGE_SECONDS", 3600.0)},
                 },
             },
             "broker_url": broker,

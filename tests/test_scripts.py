@@ -25,7 +25,10 @@ def admin(make_user):
     return make_user(Role.ADMIN)
 
 
-def test_publish_stores_the_archive_and_enqueues_a_build(client, admin, auth, sent_tasks, app):
+def test_publish_stores_the_archive_and_enqueues_a_build(
+    client, admin, auth, sent_tasks, app, monkeypatch
+):
+    monkeypatch.setitem(app.config, "PARAMS_S3_BUCKET", "te-params")  # legacy images read it
     configuration = {
         "name": "productivity 2_3_2",
         "description": "NDVI trends",

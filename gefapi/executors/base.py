@@ -26,6 +26,9 @@ class BuildSpec:
     image: str  # repository:tag to produce, unique per build
     environment_image: str  # what the script image builds FROM
     labels: dict[str, str] = field(default_factory=dict)
+    # A legacy environment image (CONTRACT section 10): the script goes where gefcore imports
+    # it, and the image's own entrypoint runs it.
+    legacy: bool = False
 
 
 @dataclass(frozen=True)

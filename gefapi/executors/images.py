@@ -13,7 +13,11 @@ from gefapi.executors.base import BackendUnavailable, BuildFailed, BuildResult, 
 CA_FILE = "extra-ca.crt"
 
 
-def dockerfile(with_ca: bool) -> str:
+SCRIPT_DIR = "/project/script"
+LEGACY_SCRIPT_DIR = "/project/gefcore/script"  # where gefcore imports gefcore.script.main
+
+
+def dockerfile(with_ca: bool, legacy: bool = False) -> str:
     lines = ["ARG ENVIRONMENT_IMAGE", "FROM ${ENVIRONMENT_IMAGE}"]
     if with_ca:
         lines += [
@@ -24,7 +28,7 @@ def dockerfile(with_ca: bool) -> str:
     lines += [
         "COPY requirements.txt /project/requirements.txt",
         "RUN pip install --no-cache-dir -r /project/requirements.txt",
-        "COPY src /project/script",
+        f"COPY src {LEGACY_SCRIPT_DIR if legacy else SCRIPT_DIR}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -61,6 +65,7 @@ class ImageBuilder:
         self.registry = registry
 
     def build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
+        on_line(f"Base image: {self._describe(spec.environment_image)}")
         context = tempfile.mkdtemp(prefix="gefapi-build-")
         try:
             self._prepare_context(spec, context)
@@ -71,11 +76,20 @@ class ImageBuilder:
             return BuildResult(image=spec.image, digest=self._push(spec.image, on_line))
         return BuildResult(image=spec.image, digest=image_id)
 
+    def _describe(self, image: str) -> str:
+        """The base image's name and, when the engine has it, its digest (else its id)."""
+        try:
+            attrs = self.client.images.get(image).attrs
+        except docker.errors.DockerException:
+            return f"{image} (not on this engine yet: the build pulls it)"
+        digests = attrs.get("RepoDigests") or []
+        return f"{image} ({digests[0].rpartition('@')[2] if digests else attrs['Id']})"
+
     def _prepare_context(self, spec: BuildSpec, context: str) -> None:
         with open(spec.archive_path, "rb") as archive:
             archives.extract(archive, context, self.limits)
         with open(os.path.join(context, "Dockerfile"), "w") as file:
-            file.write(dockerfile(bool(self.ca_bundle)))
+            file.write(dockerfile(bool(self.ca_bundle), spec.legacy))
         if self.ca_bundle:
             shutil.copyfile(self.ca_bundle, os.path.join(context, CA_FILE))
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -72,6 +73,11 @@ class Script(db.Model):
     current_build = relationship("ScriptBuild", foreign_keys=[current_build_id], lazy="select")
 
     @property
+    def uses_legacy_environment(self) -> bool:
+        """Built FROM a Trends.Earth environment image and run by its gefcore (CONTRACT 10)."""
+        return bool(self.environment and self.environment_version)
+
+    @property
     def current_image(self) -> str | None:
         return self.current_build.image if self.current_build else None
 
@@ -95,6 +101,12 @@ class ScriptBuild(db.Model):
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ScriptStatus.PENDING)
     archive_key: Mapped[str] = mapped_column(String(512), nullable=False)
+    # What it builds FROM, fixed at upload: a later change of the script's environment never
+    # changes how this build's image is made or run.
+    base_image: Mapped[str | None] = mapped_column(String(512))
+    legacy: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     image: Mapped[str | None] = mapped_column(String(512))
     image_digest: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)

@@ -44,6 +44,16 @@ def image_name(script: Script, build: ScriptBuild) -> str:
     return f"{repository}:{build.id.hex}"
 
 
+def environment_image(script: Script) -> str:
+    """What the script's image builds FROM: its legacy environment, or gefapi's own."""
+    config = current_app.config
+    if not script.uses_legacy_environment:
+        return config["ENVIRONMENT_IMAGE"]
+    return config["LEGACY_ENVIRONMENT_IMAGE"].format(
+        environment=script.environment, environment_version=script.environment_version
+    )
+
+
 def build(build_id: str) -> None:
     build = db.session.scalar(
         select(ScriptBuild)
@@ -85,10 +95,14 @@ def _run_build(build: ScriptBuild, script: Script, writer: LogWriter):
         spec = BuildSpec(
             archive_path=path,
             image=image_name(script, build),
-            environment_image=current_app.config["ENVIRONMENT_IMAGE"],
+            environment_image=build.base_image or current_app.config["ENVIRONMENT_IMAGE"],
             labels={"gefapi.script": str(script.id), "gefapi.build": str(build.id)},
+            legacy=build.legacy,
         )
-        return get_backend().build(spec, writer)
+        backend = get_backend()
+        if build.legacy and backend.name == "local":
+            raise BackendError("A legacy environment image needs a Docker backend, not local")
+        return backend.build(spec, writer)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

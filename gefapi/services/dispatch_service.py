@@ -1,6 +1,7 @@
 """Executions on the container engine: dispatch (with per-user limits), stop, and reconciling
 what the database believes with what the engine shows. Every step is idempotent."""
 
+import base64
 import logging
 import uuid
 import zlib
@@ -17,7 +18,7 @@ from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptBuild, User
 from gefapi.models.base import utcnow
 from gefapi.models.execution import TERMINAL_STATUSES, StatusLog
-from gefapi.services import auth_service
+from gefapi.services import auth_service, execution_login
 from gefapi.services.execution_service import transition
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def run_spec(execution: Execution) -> RunSpec:
 
 
 def runtime_env(execution: Execution) -> dict[str, str]:
-    """CONTRACT section 9: what the code in the container receives, and nothing else."""
+    """What the code in the container receives, and nothing else: CONTRACT section 9 for
+    gefapi's own environment image, section 10 for a legacy environment image (gefcore)."""
     config = current_app.config
     env = {
         "EXECUTION_ID": str(execution.id),
@@ -127,13 +129,53 @@ def runtime_env(execution: Execution) -> dict[str, str]:
     if config.get("API_ENVIRONMENT_USER") and config.get("LEGACY_ENVIRONMENT_PASSWORD"):
         env["API_USER"] = config["API_ENVIRONMENT_USER"]
         env["API_PASSWORD"] = config["LEGACY_ENVIRONMENT_PASSWORD"]
+    build = db.session.get(ScriptBuild, execution.build_id) if execution.build_id else None
+    if build is not None and build.legacy:
+        env = {**execution_login.credentials(execution), **env}  # the shared account wins
+        env.update(_s3_access_env(config))
+        env.update(_earth_engine_env(execution, config))
     if config.get("PARAMS_S3_BUCKET"):
         from gefapi.storage.params import write_params
 
         write_params(config, execution)
         env["PARAMS_S3_BUCKET"] = config["PARAMS_S3_BUCKET"]
         env["PARAMS_S3_PREFIX"] = config["PARAMS_S3_PREFIX"]
+    from gefapi.services import credentials_service
+
+    credentials_service.apply_execution_env(env, execution)  # the owner's own GEE and openEO
     return env
+
+
+def _s3_access_env(config) -> dict[str, str]:
+    """How gefcore's boto3 reaches the params: the settings made for executions, never the
+    server's own keys (none at all when the nodes carry an instance role)."""
+    names = {
+        "AWS_ENDPOINT_URL_S3": "EXECUTION_S3_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION": "EXECUTION_AWS_REGION",
+        "AWS_ACCESS_KEY_ID": "EXECUTION_AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY": "EXECUTION_AWS_SECRET_ACCESS_KEY",
+    }
+    return {name: config[setting] for name, setting in names.items() if config.get(setting)}
+
+
+def _earth_engine_env(execution: Execution, config) -> dict[str, str]:
+    """The run's Earth Engine credentials: its owner's own (none yet: issue 13), else the
+    server's service account, else SKIP_GEE_INIT so that scripts that do not need Earth
+    Engine run and those that do fail with gefcore's own message."""
+    env = {name: config[name] for name in ("GOOGLE_PROJECT_ID", "GEE_ENDPOINT") if config.get(name)}
+    account = config.get("EE_SERVICE_ACCOUNT_JSON")
+    if account:
+        env["EE_SERVICE_ACCOUNT_JSON"] = as_base64_json(account)
+    else:
+        env["SKIP_GEE_INIT"] = "true"
+    return env
+
+
+def as_base64_json(value: str) -> str:
+    """A service-account key given as JSON or as its base64, as base64 (what gefcore reads)."""
+    if value.lstrip().startswith("{"):
+        return base64.b64encode(value.encode()).decode()
+    return value.strip()
 
 
 def dispatch_waiting() -> None:

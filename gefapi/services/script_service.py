@@ -1,6 +1,7 @@
 """Publishing scripts: archive checks, configuration.json, visibility, builds and their logs."""
 
 import math
+import re
 import tempfile
 import uuid
 from typing import BinaryIO
@@ -49,6 +50,15 @@ class SlugTaken(Conflict):
 
 class InvalidConfiguration(ValidationError):
     error_code = "invalid_configuration"
+
+
+class LegacyEnvironmentUnavailable(Conflict):
+    error_code = "legacy_environment_unavailable"
+
+
+# Docker's repository path component (lower case) and tag grammars.
+ENVIRONMENT_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+ENVIRONMENT_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 # Lookups ---------------------------------------------------------------------------------
@@ -134,6 +144,7 @@ def create(upload: BinaryIO | None, *, by: User) -> Script:
     with _received_archive(upload) as archive:
         fields = configuration_fields(archives.inspect(archive, _limits()).configuration)
         script = Script(user_id=by.id, slug=_slug(fields["name"]), **fields)
+        check_runnable(script)
         db.session.add(script)
         _flush_unique_slug(script.slug)
         return _start_build(script, archive)
@@ -146,10 +157,12 @@ def update(ref: str, upload: BinaryIO | None, *, by: User) -> Script:
         fields = configuration_fields(archives.inspect(archive, _limits()).configuration)
         for key, value in fields.items():
             setattr(script, key, value)
+        check_runnable(script)
         return _start_build(script, archive)
 
 
 def _start_build(script: Script, archive: BinaryIO) -> Script:
+    from gefapi.services.build_service import environment_image
     from gefapi.tasks.scripts import build_script
 
     build = ScriptBuild(
@@ -157,6 +170,8 @@ def _start_build(script: Script, archive: BinaryIO) -> Script:
         script_id=script.id,
         status=ScriptStatus.PENDING,
         archive_key=f"scripts/{script.id}/{uuid.uuid4()}.tar.gz",
+        base_image=environment_image(script),
+        legacy=script.uses_legacy_environment,
     )
     script.status = ScriptStatus.PENDING
     script.build_error = None
@@ -261,9 +276,53 @@ def configuration_fields(configuration: dict) -> dict:
             errors[low] = [f"Must not exceed {high}."]
     if "params_schema" in configuration:
         fields["params_schema"] = _params_schema(configuration["params_schema"], errors)
+    _check_environment(fields, errors)
     if errors:
         raise InvalidConfiguration("configuration.json is invalid", errors=errors)
     return fields
+
+
+def _check_environment(fields: dict, errors: dict) -> None:
+    """An environment names an image: only allowed names, and nothing that could reach another
+    repository, registry or digest through the image template."""
+    environment, version = fields.get("environment"), fields.get("environment_version")
+    if environment is None and version is None:
+        return
+    if not environment or not version:
+        missing = "environment_version" if environment else "environment"
+        errors.setdefault(missing, []).append("Give both environment and environment_version.")
+        return
+    allowed = {
+        name.strip()
+        for name in current_app.config["LEGACY_ENVIRONMENTS"].split(",")
+        if name.strip()
+    }
+    if not ENVIRONMENT_NAME.fullmatch(environment) or environment not in allowed:
+        errors.setdefault("environment", []).append(
+            f"Unknown environment; this server allows: {', '.join(sorted(allowed)) or 'none'}."
+        )
+    if not ENVIRONMENT_VERSION.fullmatch(version):
+        errors.setdefault("environment_version", []).append(
+            "Must be an image tag: letters, digits, '_', '.' and '-', at most 128."
+        )
+
+
+def check_runnable(script: Script) -> None:
+    """A legacy environment script needs what its container will read: S3 for its params and a
+    Docker backend for its image. Refused at publish rather than failing in its container."""
+    if not script.uses_legacy_environment:
+        return
+    config = current_app.config
+    if not config.get("PARAMS_S3_BUCKET"):
+        raise LegacyEnvironmentUnavailable(
+            "Scripts for a legacy environment read their params from S3, and this server has "
+            "no S3-compatible store (PARAMS_S3_BUCKET)"
+        )
+    if config["EXECUTION_BACKEND"] == "local":
+        raise LegacyEnvironmentUnavailable(
+            "Scripts for a legacy environment run as container images, and this server runs "
+            "scripts as local processes (EXECUTION_BACKEND=local)"
+        )
 
 
 def _params_schema(schema, errors: dict) -> dict | None:
