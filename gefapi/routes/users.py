@@ -7,6 +7,7 @@ from flask_jwt_extended import current_user
 from gefapi.auth import caller, login_required, optional_login, require_role, token_is_fresh
 from gefapi.extensions import limiter
 from gefapi.models import Role
+from gefapi.pages import reset_password_page
 from gefapi.routes import Blueprint
 from gefapi.schemas.common import (
     FieldSelectionArgs,
@@ -39,7 +40,9 @@ def _dump(user, args=None) -> dict:
 
 
 recovery_limit = limiter.limit(
-    lambda: current_app.config["RATE_LIMIT_PASSWORD_RECOVERY"], scope="password-recovery"
+    lambda: current_app.config["RATE_LIMIT_PASSWORD_RECOVERY"],
+    scope="password-recovery",
+    methods=["POST"],
 )
 
 
@@ -106,6 +109,12 @@ class ChangePassword(MethodView):
 @blp.route("/reset-password")
 class ResetPassword(MethodView):
     decorators = [recovery_limit]
+
+    @blp.alt_response(200, content_type="text/html", success=True,
+                      description="A form that posts the new password to this path")  # fmt: skip
+    def get(self):
+        """The page the emailed link opens (`?token=`): choose a new password"""
+        return reset_password_page()
 
     @blp.arguments(ResetPasswordSchema)
     @blp.documents(UserSchema)

@@ -1,3 +1,5 @@
+import unicodedata
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from gefapi.schemas.common import StrictSchema
@@ -23,8 +25,15 @@ class Recipients(fields.Field):
         )
 
 
+def single_line(value: str) -> None:
+    """A header value: a CR or LF would end the header (or start a new one), and the worker
+    refuses to send such a message, after the request said it was queued."""
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
+        raise ValidationError("Must be one line, without control characters.")
+
+
 class EmailSendSchema(StrictSchema):
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    subject = fields.String(required=True, validate=[validate.Length(min=1, max=255), single_line])
     text = fields.String(validate=validate.Length(max=200_000))
     html = fields.String(validate=validate.Length(max=500_000))
     recipients = Recipients(required=True)
