@@ -238,21 +238,23 @@ class LocalBackend:
         if not folder.exists():
             return RunStatus(RunState.MISSING)
         exit_file = folder / "exit.json"
-        if exit_file.exists():
-            ended = json.loads(exit_file.read_text())
-            return RunStatus(
-                RunState.EXITED,
-                exit_code=ended["exit_code"],
-                out_of_memory=ended["out_of_memory"],
-                finished_at=datetime.fromisoformat(ended["finished_at"]),
-            )
-        supervisor = _read_supervisor(folder)
-        if supervisor is None:
-            return RunStatus(RunState.STARTING)
-        if _alive(*supervisor):
-            return RunStatus(RunState.RUNNING)
-        interrupted = (folder / "interrupted").exists()
-        return RunStatus(RunState.EXITED, detail=INTERRUPTED if interrupted else SUPERVISOR_DIED)
+        if not exit_file.exists():
+            supervisor = _read_supervisor(folder)
+            if supervisor is None:
+                return RunStatus(RunState.STARTING)
+            if _alive(*supervisor):
+                return RunStatus(RunState.RUNNING)
+        if (folder / "interrupted").exists():
+            return RunStatus(RunState.EXITED, detail=INTERRUPTED)
+        if not exit_file.exists():
+            return RunStatus(RunState.EXITED, detail=SUPERVISOR_DIED)
+        ended = json.loads(exit_file.read_text())
+        return RunStatus(
+            RunState.EXITED,
+            exit_code=ended["exit_code"],
+            out_of_memory=ended["out_of_memory"],
+            finished_at=datetime.fromisoformat(ended["finished_at"]),
+        )
 
     def logs(self, handle: str, tail: int = 50) -> list[str]:
         output = self.runs / handle / "output.log"
