@@ -2,6 +2,7 @@
 database as broker, the local backend (no Docker engine reachable). Driven over HTTP."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from tests.archives import script_archive
-from tests.conftest import free_port
+from tests.conftest import free_port, reachable_folder
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,8 +143,16 @@ def log_text(service: Service, execution: dict) -> str:
     return "\n".join(line["text"] for line in lines)
 
 
-def test_fresh_clone_starts_with_nothing_configured(tmp_path):
-    clone = tmp_path / "gefapi"
+@pytest.fixture
+def clone_folder():
+    """Where to clone: the local backend's run users must reach the instance folder inside."""
+    folder = Path(reachable_folder())
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_fresh_clone_starts_with_nothing_configured(clone_folder):
+    clone = clone_folder / "gefapi"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     port = free_port()
     service = Service(clone, port)
