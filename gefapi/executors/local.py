@@ -140,7 +140,6 @@ class LocalBackend:
             ]
             self._run(pip, on_line, work, builder)
             if builder is not None:
-                kill_user_processes(builder)
                 # The build's files are the server's now; its runs read them through the group.
                 _chown_tree(work, 0, builder)
                 work.chmod(0o750)
@@ -149,6 +148,8 @@ class LocalBackend:
             shutil.rmtree(target, ignore_errors=True)
             work.rename(target)
         finally:
+            if builder is not None:
+                kill_user_processes(builder)  # nothing the build started outlives it
             shutil.rmtree(work, ignore_errors=True)
         return BuildResult(image=str(target), digest=_sha256(spec.archive_path))
 
@@ -196,7 +197,9 @@ class LocalBackend:
             "cwd": str(home),
         }
         if self.isolated:
-            settings["uid"], settings["gid"] = self._next_id(), build.stat().st_gid
+            settings["uid"] = self._next_id()
+            # Builds made before isolation belong to root's group: never hand a run gid 0.
+            settings["gid"] = build.stat().st_gid or settings["uid"]
             os.chown(home, settings["uid"], settings["gid"])
             folder.chmod(0o711)
         _write_private(folder / "spec.json", json.dumps(settings))

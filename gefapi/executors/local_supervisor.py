@@ -125,7 +125,13 @@ def main(folder: Path) -> None:
     (folder / "spec.json").unlink()
     (folder / "pid").write_text(f"{os.getpid()} {process_start_time(os.getpid())}")
     with open(folder / "output.log", "ab") as output:
-        script = start_script(spec, output)
+        try:
+            script = start_script(spec, output)
+        except OSError as exc:
+            output.write(f"gefapi: the execution could not start: {exc}\n".encode())
+            output.flush()
+            record_exit(folder, 127 << 8)  # the shell's "command not found"
+            return
     (folder / "group").write_text(str(script.pid))
     status = wait_reaping_orphans(script.pid)
     script.returncode = os.waitstatus_to_exitcode(status)  # reaped above, not by Popen
