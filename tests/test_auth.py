@@ -6,8 +6,9 @@ import pytest
 from flask_jwt_extended import create_access_token
 
 from gefapi.extensions import db
-from gefapi.models import RefreshToken, User
+from gefapi.models import FailedLogins, RefreshToken, User
 from gefapi.models.base import utcnow
+from gefapi.services.auth_service import email_hash
 from tests.conftest import PASSWORD
 from tests.helpers import assert_error
 
@@ -69,7 +70,7 @@ def test_repeated_failures_lock_the_account_for_a_while(client, make_user, app):
     assert body["requires_password_reset"] is False
     # The lock expires by itself.
     with app.app_context():
-        db.session.get(User, user.id).locked_until = utcnow() - timedelta(seconds=1)
+        db.session.get(FailedLogins, email_hash(user.email)).locked_until = utcnow()
         db.session.commit()
     assert client.post("/auth", json={"email": user.email, "password": PASSWORD}).status_code == 200
 
@@ -78,12 +79,13 @@ def test_lock_grows_but_stays_bounded(client, make_user, app):
     user = make_user()
     threshold = app.config["LOGIN_FAILURES_BEFORE_LOCK"]
     with app.app_context():
-        stored = db.session.get(User, user.id)
-        stored.failed_login_count = threshold * 20 - 1
+        db.session.add(
+            FailedLogins(email_hash=email_hash(user.email), failures=threshold - 1, locks=20)
+        )
         db.session.commit()
     client.post("/auth", json={"email": user.email, "password": "wrong password"})
     with app.app_context():
-        locked_for = db.session.get(User, user.id).locked_until - utcnow()
+        locked_for = db.session.get(FailedLogins, email_hash(user.email)).locked_until - utcnow()
     assert locked_for <= timedelta(minutes=app.config["LOGIN_LOCK_MAX_MINUTES"])
     assert locked_for > timedelta(minutes=app.config["LOGIN_LOCK_MAX_MINUTES"] - 1)
 

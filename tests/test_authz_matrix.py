@@ -269,6 +269,10 @@ def make_admin(world):
     return {"role": "ADMIN"}
 
 
+def move_email(world):
+    return {"email": world.new_email}
+
+
 def register_admin(world):
     return registration(world, role="ADMIN")
 
@@ -339,6 +343,9 @@ MATRIX = [
     *row("PATCH", "/api/v1/user/{superadmin}",                     401, 404, 404, 403, 200, 401),
     *row("PATCH", "/api/v1/user/{subject}",                        401, 403, 404, 403, 200, 401,
          body=make_admin, label=" role=ADMIN"),
+    # Recovery mails go to an account's email: moving it takes the account, SUPERADMIN only.
+    *row("PATCH", "/api/v1/user/{subject}",                        401, 403, 404, 403, 200, 401,
+         body=move_email, label=" email"),
     # Anyone may register; only administrators may choose a role, never above their own.
     *row("POST", "/api/v1/user",                                        403, 403, 200, 200,
          body=register_admin, callers=(SELF, OTHER, ADMIN, SUPER), label=" role=ADMIN"),
@@ -476,6 +483,10 @@ def check_subject_role(world):
     assert world.read_back(SELF)["role"] == "USER"
 
 
+def check_subject_email(world):
+    assert world.read_back(SELF)["email"] == world.subject.email
+
+
 def check_subject_exists(world):
     assert world.read_back(SELF)["deleted"] is False
     world.login(SELF)  # and can still log in with the old password
@@ -535,6 +546,7 @@ REFUSED_WRITES = [
     ("PATCH", "/api/v1/user/{subject}", SELF, None, check_subject_name),
     ("PATCH", "/api/v1/user/{subject}", ADMIN, make_admin, check_subject_role),
     ("PATCH", "/api/v1/user/{subject}", SELF, make_admin, check_subject_role),
+    ("PATCH", "/api/v1/user/{subject}", ADMIN, move_email, check_subject_email),
     ("PATCH", "/api/v1/user/{peer_admin}", ADMIN, None, check_peer_admin),
     ("PATCH", "/api/v1/user/{superadmin}", ADMIN, None, check_superadmin_name),
     ("PATCH", "/api/v1/user/{subject}", ANON, None, check_subject_name),
@@ -589,7 +601,7 @@ REFUSED_WRITES = [
 @pytest.mark.parametrize(
     ("method", "path", "caller", "make_body", "check"),
     REFUSED_WRITES,
-    ids=[f"{m} {p} {c}" + (" role" if b else "") for m, p, c, b, _ in REFUSED_WRITES],
+    ids=[f"{m} {p} {c}" + (f" {b.__name__}" if b else "") for m, p, c, b, _ in REFUSED_WRITES],
 )
 def test_refused_write_changes_nothing(
     world, mailbox, sent_tasks, method, path, caller, make_body, check

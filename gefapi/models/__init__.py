@@ -8,6 +8,7 @@ from gefapi.models.execution import (
     ScriptExecutionTotal,
     StatusLog,
 )
+from gefapi.models.login import FailedLogins
 from gefapi.models.script import Script, ScriptBuild, ScriptLog, ScriptStatus
 from gefapi.models.token import OneTimeToken, OneTimeTokenKind, RefreshToken, RevokedAccessToken
 from gefapi.models.user import PROFILE_FIELDS, Role, User, UserClient
@@ -18,6 +19,7 @@ __all__ = [
     "ExecutionLog",
     "ExecutionStatus",
     "ExecutionTotal",
+    "FailedLogins",
     "OneTimeToken",
     "OneTimeTokenKind",
     "RefreshToken",

@@ -26,8 +26,18 @@ def _is_environment_login() -> bool:
     return bool(account) and isinstance(body, dict) and body.get("email") == account
 
 
+def _failures_key() -> str:
+    """Failures count per address and per credential tried (email or refresh token): many
+    people share an address behind a proxy or NAT, and one's wrong guesses must not block the
+    others' logins. Guessing at one account is also bounded by the account lock."""
+    body = request.get_json(silent=True)
+    tried = (body.get("email") or body.get("refresh_token")) if isinstance(body, dict) else None
+    return f"{request.remote_addr}:{auth_service.sha256(str(tried or '').strip().lower())}"
+
+
 auth_failures_limit = limiter.limit(
     lambda: current_app.config["RATE_LIMIT_AUTH_FAILURES"],
+    key_func=_failures_key,
     deduct_when=lambda response: response.status_code == 401,
     exempt_when=_is_environment_login,
     scope="auth-failures",

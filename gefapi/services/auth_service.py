@@ -8,11 +8,19 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_jwt_extended import create_access_token
-from sqlalchemy import func, select, update
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 
 from gefapi.errors import AccountLocked, AuthenticationFailed, InvalidCredentials
 from gefapi.extensions import db
-from gefapi.models import OneTimeToken, OneTimeTokenKind, RefreshToken, RevokedAccessToken, User
+from gefapi.models import (
+    FailedLogins,
+    OneTimeToken,
+    OneTimeTokenKind,
+    RefreshToken,
+    RevokedAccessToken,
+    User,
+)
 from gefapi.models.base import utcnow
 from gefapi.services import passwords
 
@@ -27,80 +35,132 @@ def find_active_user_by_email(email: str) -> User | None:
     )
 
 
+def email_hash(email: str) -> str:
+    return sha256(email.strip().lower())
+
+
 def login(email: str, password: str) -> tuple[User, dict]:
+    """Known and unknown emails take the same path (the same queries, two password hashes per
+    failure) and get the same answers, locks included."""
+    from gefapi.services import execution_login
+
+    if execution_login.is_execution_login(email):
+        execution, tokens = execution_login.login(email, password)
+        return db.session.get(User, execution.user_id), tokens
     user = find_active_user_by_email(email)
-    if user is None:
-        passwords.verify_password(None, password)
+    lock = _current_lock(email)
+    if lock is not None:
+        # While locked only a password emailed by recovery opens the account: the owner's way
+        # in, which nobody else can use.
+        if not _use_temporary_password(user, password):
+            raise _locked_error(lock)
+    elif not (_check_password(user, password) or _use_temporary_password(user, password)):
+        _record_failure(email)
         raise InvalidCredentials()
-    if user.is_locked() and not is_environment_account(user):
-        raise _locked_error(user)
-    if not (_check_password(user, password) or _use_temporary_password(user, password)):
-        _record_failure(user)
-        raise InvalidCredentials()
-    user.failed_login_count = 0
-    user.locked_until = None
+    clear_failures(user.email)
     user.last_login_at = utcnow()
     tokens = issue_tokens(user)
     db.session.commit()
     return user, tokens
 
 
-def is_environment_account(user: User) -> bool:
+def is_environment_email(email: str) -> bool:
     account = current_app.config.get("API_ENVIRONMENT_USER")
-    return bool(account) and user.email.lower() == account.lower()
+    return bool(account) and email.strip().lower() == account.lower()
 
 
-def _check_password(user: User, password: str) -> bool:
-    if not passwords.verify_password(user.password_hash, password):
+def _check_password(user: User | None, password: str) -> bool:
+    password_hash = user.password_hash if user is not None else None
+    if not passwords.verify_password(password_hash, password):
         return False
-    if passwords.needs_rehash(user.password_hash):
+    if passwords.needs_rehash(password_hash):
         user.password_hash = passwords.hash_password(password)
     return True
 
 
-def _use_temporary_password(user: User, password: str) -> bool:
-    """Legacy recovery emails a password; it becomes the account's password on first use."""
-    candidates = db.session.scalars(
-        select(OneTimeToken).where(
-            OneTimeToken.user_id == user.id,
+def _use_temporary_password(user: User | None, password: str) -> bool:
+    """Legacy recovery emails a password; it becomes the account's password on first use.
+    One query and one hash whether or not there is such a password."""
+    token = db.session.scalar(
+        select(OneTimeToken)
+        .where(
+            OneTimeToken.user_id == (user.id if user is not None else uuid.UUID(int=0)),
             OneTimeToken.kind == OneTimeTokenKind.TEMPORARY_PASSWORD,
             OneTimeToken.used_at.is_(None),
             OneTimeToken.expires_at > utcnow(),
         )
-    ).all()
-    for token in candidates:
-        if passwords.verify_password(token.secret_hash, password):
-            token.used_at = utcnow()
-            user.password_hash = passwords.hash_password(password)
-            return True
-    return False
-
-
-def _record_failure(user: User) -> None:
-    config = current_app.config
-    count = db.session.scalar(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_login_count=User.failed_login_count + 1)
-        .returning(User.failed_login_count)
+        .order_by(OneTimeToken.created_at.desc())
+        .limit(1)
     )
-    threshold = config["LOGIN_FAILURES_BEFORE_LOCK"]
-    if count >= threshold and count % threshold == 0 and not is_environment_account(user):
-        doublings = count // threshold - 1
-        minutes = min(config["LOGIN_LOCK_MAX_MINUTES"], config["LOGIN_LOCK_MINUTES"] * 2**doublings)
+    if not passwords.verify_password(token.secret_hash if token else None, password):
+        return False
+    token.used_at = utcnow()
+    user.password_hash = passwords.hash_password(password)
+    return True
+
+
+def _current_lock(email: str) -> FailedLogins | None:
+    if is_environment_email(email):
+        return None
+    return db.session.scalar(
+        select(FailedLogins).where(
+            FailedLogins.email_hash == email_hash(email), FailedLogins.locked_until > utcnow()
+        )
+    )
+
+
+def _record_failure(email: str) -> None:
+    """Every LOGIN_FAILURES_BEFORE_LOCK failures lock the email for twice as long as the lock
+    before, up to LOGIN_LOCK_MAX_MINUTES. Attempts while locked are not counted, so they never
+    extend a lock; a quiet day forgets everything."""
+    if is_environment_email(email):
+        return
+    config = current_app.config
+    now = utcnow()
+    forgotten = FailedLogins.last_failure_at < now - timedelta(
+        hours=config["LOGIN_FAILURES_FORGOTTEN_HOURS"]
+    )
+    upsert = (
+        insert(FailedLogins)
+        .values(email_hash=email_hash(email), failures=1, locks=0, last_failure_at=now)
+        .on_conflict_do_update(
+            index_elements=[FailedLogins.email_hash],
+            set_={
+                "failures": case((forgotten, 1), else_=FailedLogins.failures + 1),
+                "locks": case((forgotten, 0), else_=FailedLogins.locks),
+                "last_failure_at": now,
+            },
+        )
+        .returning(FailedLogins.failures, FailedLogins.locks)
+    )
+    failures, locks = db.session.execute(upsert).one()
+    if failures >= config["LOGIN_FAILURES_BEFORE_LOCK"]:
+        minutes = min(
+            config["LOGIN_LOCK_MAX_MINUTES"], config["LOGIN_LOCK_MINUTES"] * 2 ** min(locks, 16)
+        )
         db.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(locked_until=utcnow() + timedelta(minutes=minutes))
+            update(FailedLogins)
+            .where(FailedLogins.email_hash == email_hash(email))
+            .values(failures=0, locks=locks + 1, locked_until=now + timedelta(minutes=minutes))
         )
     db.session.commit()
 
 
-def _locked_error(user: User) -> AccountLocked:
-    seconds = (user.locked_until - utcnow()).total_seconds()
+def clear_failures(email: str) -> None:
+    """The owner got in (or chose a new password): the lock and the count end. No commit."""
+    db.session.execute(delete(FailedLogins).where(FailedLogins.email_hash == email_hash(email)))
+
+
+def _locked_error(lock: FailedLogins) -> AccountLocked:
+    minutes = max(1, math.ceil((lock.locked_until - utcnow()).total_seconds() / 60))
+    # A lock that came back is likelier an attack than a forgotten password: point the owner
+    # (the plugin opens its forgot-password flow) to the reset, which lifts the lock.
+    renewed = lock.locks > 1
+    detail = f"Too many failed logins: try again in {minutes} minute(s)"
     return AccountLocked(
-        minutes_remaining=max(1, math.ceil(seconds / 60)),
-        requires_password_reset=False,
+        detail + (", or reset your password" if renewed else ""),
+        minutes_remaining=minutes,
+        requires_password_reset=renewed,
     )
 
 
@@ -142,6 +202,10 @@ def runtime_token(execution) -> str:
 
 
 def refresh(raw_token: str, *, rotate: bool = False) -> dict:
+    from gefapi.services import execution_login
+
+    if (tokens := execution_login.refresh(raw_token)) is not None:
+        return tokens
     token = db.session.scalar(
         select(RefreshToken)
         .where(
@@ -212,4 +276,11 @@ def purge_expired() -> None:
     )
     db.session.execute(RefreshToken.__table__.delete().where(RefreshToken.expires_at < now))
     db.session.execute(OneTimeToken.__table__.delete().where(OneTimeToken.expires_at < now))
+    forgotten = now - timedelta(hours=current_app.config["LOGIN_FAILURES_FORGOTTEN_HOURS"])
+    db.session.execute(
+        delete(FailedLogins).where(
+            FailedLogins.last_failure_at < forgotten,
+            (FailedLogins.locked_until.is_(None)) | (FailedLogins.locked_until < now),
+        )
+    )
     db.session.commit()

@@ -21,6 +21,7 @@ from gefapi.models import PROFILE_FIELDS, OneTimeToken, OneTimeTokenKind, Role, 
 from gefapi.models.base import utcnow
 from gefapi.services import auth_service, email_service, execution_service, passwords
 from gefapi.services.listing import Page, paginate, parse_sort
+from gefapi.tasks import enqueue
 
 RECOVERY_MESSAGE = "If an account with that email exists, a password recovery email has been sent."
 SORTABLE = {
@@ -145,15 +146,23 @@ def update_user(target: User, data: dict, *, by: User) -> User:
     if not data:
         raise ValidationError("Nothing to update")
     email = data.pop("email", None)
-    if email is not None:
-        target.email = email.strip().lower()
-        _flush_unique_email()
+    if email is not None and email.strip().lower() != target.email.lower():
+        _change_email(target, email.strip().lower(), by=by)
     for key in ("role", "max_concurrent_executions"):
         if key in data:
             setattr(target, key, data.pop(key))
     _apply_profile(target, data)
     db.session.commit()
     return target
+
+
+def _change_email(target: User, email: str, *, by: User) -> None:
+    """Whoever controls an account's email controls the account (recovery mails go there), so
+    only a SUPERADMIN may move it, never an ADMIN."""
+    if not by.has_role(Role.SUPERADMIN):
+        raise PermissionDenied("Only a SUPERADMIN may change an account's email address")
+    target.email = email
+    _flush_unique_email()
 
 
 def _apply_profile(user: User, data: dict) -> None:
@@ -181,24 +190,33 @@ def delete(target: User, *, by: User) -> User:
 def _set_password(user: User, password: str, field: str = "password") -> None:
     passwords.check_policy(password, email=user.email, field=field)
     user.password_hash = passwords.hash_password(password)
-    user.failed_login_count = 0
-    user.locked_until = None
+    auth_service.clear_failures(user.email)
     auth_service.revoke_sessions(user)
 
 
 def recover_password(ref: str, *, legacy: bool) -> str:
-    """Always the same answer, so nobody learns which emails have accounts."""
-    user = _find(ref)
-    if user is not None:
-        if legacy:
-            generated = passwords.generate_password()
-            _new_one_time_token(user, OneTimeTokenKind.TEMPORARY_PASSWORD, secret=generated)
-            email_service.send_temporary_password(user, generated)
-        else:
-            raw = _new_one_time_token(user, OneTimeTokenKind.PASSWORD_RESET)
-            email_service.send_password_reset_link(user, raw)
-        db.session.commit()
+    """The same answer and the same work for every `ref`, so that neither tells which emails
+    have accounts: the lookup, the token and the email happen in a background task."""
+    from gefapi.tasks.email import send_recovery
+
+    enqueue(send_recovery, ref, legacy)
+    db.session.commit()
     return RECOVERY_MESSAGE
+
+
+def send_recovery(ref: str, *, legacy: bool) -> None:
+    """A reset link (or, for legacy callers, a temporary password) for the account, if any."""
+    user = _find(ref)
+    if user is None:
+        return
+    if legacy:
+        generated = passwords.generate_password()
+        _new_one_time_token(user, OneTimeTokenKind.TEMPORARY_PASSWORD, secret=generated)
+        email_service.send_temporary_password(user, generated)
+    else:
+        raw = _new_one_time_token(user, OneTimeTokenKind.PASSWORD_RESET)
+        email_service.send_password_reset_link(user, raw)
+    db.session.commit()
 
 
 def reset_password(raw_token: str, password: str) -> User:
