@@ -99,6 +99,8 @@ def _init_http(app: Flask) -> None:
             raise PayloadTooLarge("Decompressed request body too large")
         if error == "bad_encoding":
             raise ValidationError("Request body is not valid gzip")
+        if request.routing_exception is not None:
+            return  # 404/405 come first: an undeclared method is a 405, whatever its body
         if not request.content_length or request.method in ("GET", "HEAD", "OPTIONS"):
             return
         if (request.endpoint, request.method) in MULTIPART_ENDPOINTS:
@@ -124,3 +126,6 @@ def _register_blueprints(app: Flask) -> None:
 
     for module in (auth, users, scripts, executions, email, health):
         app.extensions["smorest_api"].register_blueprint(module.blp)
+    from gefapi.routes import ogc  # OGC API - Processes (issue 17)
+
+    app.extensions["smorest_api"].register_blueprint(ogc.blp)

@@ -1,8 +1,9 @@
 """The one error hierarchy and the one handler that turns every error into the contract's shape."""
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -126,8 +127,25 @@ def error_body(status: int, detail: str, error_code: str, **extra) -> dict:
     return body
 
 
+# Path prefixes whose errors another format renders: prefix -> render(body) -> Response. The
+# OGC API - Processes answers RFC 7807 problem details there (gefapi/routes/ogc.py).
+ERROR_RENDERERS: dict[str, Callable] = {}
+
+
+def _renderer() -> Callable | None:
+    if not ERROR_RENDERERS or not has_request_context():
+        return None
+    path = request.path
+    for prefix, render in ERROR_RENDERERS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
+
+
 def error_response(status: int, detail: str, error_code: str, headers=None, **extra):
-    response = jsonify(error_body(status, detail, error_code, **extra))
+    body = error_body(status, detail, error_code, **extra)
+    render = _renderer()
+    response = render(body) if render else jsonify(body)
     response.status_code = status
     if headers:
         response.headers.update(headers)

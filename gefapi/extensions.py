@@ -1,5 +1,6 @@
 """Extensions, created unbound; create_app() binds them."""
 
+import json
 import time
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api as SmorestApi
 from flask_sqlalchemy import SQLAlchemy
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 from sqlalchemy import MetaData
 
 from gefapi.errors import handle_http_exception
@@ -25,14 +26,27 @@ NAMING_CONVENTION = {
 
 
 class ErrorSchema(Schema):
-    """CONTRACT section 1: one error shape everywhere."""
+    """CONTRACT section 1: one error shape everywhere (documentation only: never loaded).
+    Some answers add keys of their own, so the document allows more."""
+
+    class Meta:
+        unknown = INCLUDE
 
     status = fields.Integer(required=True)
     detail = fields.String(required=True)
     error_code = fields.String(required=True)
     msg = fields.String(required=True)
     message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String())
+    errors = fields.Dict(
+        keys=fields.String(), metadata={"description": "Validation errors: field -> reasons"}
+    )
+    # While an account is locked, /auth adds these (CONTRACT section 3; the plugin shows them).
+    minutes_remaining = fields.Integer(
+        allow_none=True, metadata={"description": "With account_locked: minutes until unlock"}
+    )
+    requires_password_reset = fields.Boolean(
+        metadata={"description": "With account_locked: whether only a password reset unlocks"}
+    )
 
 
 class JWTManager(flask_jwt_extended.JWTManager):
@@ -69,12 +83,40 @@ def _expired(claims: dict) -> bool:
 
 
 class Api(SmorestApi):
-    """flask-smorest with the contract's error shape."""
+    """flask-smorest with the contract's error shape, and the document completed by
+    gefapi.openapi (security, error answers, the rules the routes apply)."""
 
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
         return handle_http_exception(error)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """flask-smorest's, with each operation annotated from its view function between
+        the blueprint's registration in the app and in the document."""
+        from gefapi import openapi
+
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        openapi.annotate(self._app, blp, name)
+        blp.register_views_in_doc(self, self._app, self.spec, name=name, parameters=parameters)
+        self.spec.tag({"name": name, "description": blp.description})
+
+    def document(self) -> dict:
+        """The OpenAPI document as served at /swagger.json."""
+        from gefapi import openapi
+
+        cached = self._app.extensions.get("openapi_document")
+        if cached is None:
+            cached = openapi.finalize(self.spec.to_dict(), self._app.config)
+            self._app.extensions["openapi_document"] = cached
+        return cached
+
+    def _openapi_json(self):
+        return current_app.response_class(
+            json.dumps(self.document(), indent=2), mimetype="application/json"
+        )
 
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))

@@ -1,5 +1,6 @@
 """Every model, imported so Alembic and the shell see them."""
 
+from gefapi.models.artifact import Artifact, ArtifactPolicy
 from gefapi.models.execution import (
     Execution,
     ExecutionLog,
@@ -14,6 +15,8 @@ from gefapi.models.token import OneTimeToken, OneTimeTokenKind, RefreshToken, Re
 from gefapi.models.user import PROFILE_FIELDS, Role, User, UserClient
 
 __all__ = [
+    "Artifact",
+    "ArtifactPolicy",
     "PROFILE_FIELDS",
     "Execution",
     "ExecutionLog",

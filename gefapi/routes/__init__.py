@@ -9,6 +9,8 @@ from gefapi.jsonprovider import guarded_loads
 
 # (endpoint, method) pairs that take multipart uploads instead of JSON.
 MULTIPART_ENDPOINTS: set[tuple[str, str]] = set()
+# (endpoint, method) pairs whose body is raw bytes the view streams (artifact uploads).
+RAW_BODY_ENDPOINTS: set[tuple[str, str]] = set()
 
 
 class Parser(FlaskParser):

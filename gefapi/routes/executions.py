@@ -174,10 +174,7 @@ class ExecutionLogs(MethodView):
             "content": {
                 "application/json": {
                     "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/LogEntry"},
-                            {"type": "array", "items": {"$ref": "#/components/schemas/LogEntry"}},
-                        ]
+                        "oneOf": [LogEntrySchema, {"type": "array", "items": LogEntrySchema}]
                     }
                 }
             }
