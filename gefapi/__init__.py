@@ -69,7 +69,7 @@ def _init_http(app: Flask) -> None:
         GzipRequestMiddleware,
         contains_nul,
     )
-    from gefapi.routes import MULTIPART_ENDPOINTS
+    from gefapi.routes import MULTIPART_ENDPOINTS, RAW_BODY_ENDPOINTS
 
     app.wsgi_app = GzipRequestMiddleware(
         app.wsgi_app,
@@ -103,6 +103,8 @@ def _init_http(app: Flask) -> None:
             return  # 404/405 come first: an undeclared method is a 405, whatever its body
         if not request.content_length or request.method in ("GET", "HEAD", "OPTIONS"):
             return
+        if (request.endpoint, request.method) in RAW_BODY_ENDPOINTS:
+            return  # the view streams the body and applies its own limits
         if (request.endpoint, request.method) in MULTIPART_ENDPOINTS:
             if request.mimetype != "multipart/form-data":
                 raise UnsupportedMediaType("Send the archive as multipart/form-data")
@@ -122,13 +124,10 @@ def _init_http(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from gefapi.routes import auth, email, executions, health, scripts, users
+    from gefapi.routes import artifacts, auth, email, executions, health, scripts, users
 
-    for module in (auth, users, scripts, executions, email, health):
+    for module in (auth, users, scripts, executions, artifacts, email, health):
         app.extensions["smorest_api"].register_blueprint(module.blp)
-    from gefapi.routes import credentials  # Earth Engine and openEO credentials (issue 13)
-
-    app.extensions["smorest_api"].register_blueprint(credentials.blp)
     from gefapi.routes import ogc  # OGC API - Processes (issue 17)
 
     app.extensions["smorest_api"].register_blueprint(ogc.blp)

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -39,13 +40,16 @@ class Api:
         body = self._send("POST", "/auth", {"email": self.user, "password": self.password}, False)
         self.token = body["access_token"]
 
-    def call(self, method: str, path: str, payload=None, attempts: int = 6):
+    def call(self, method: str, path: str, payload=None, attempts: int = 6, file_path=None):
         """Retries 429 and 5xx `attempts` times and network errors for RECONNECT_SECONDS (the API
-        may be restarting), with backoff; logs in again once on a 401."""
+        may be restarting), with backoff; logs in again once on a 401. With `file_path`, the
+        body is that file's bytes, read again on each attempt."""
         delay, relogged, failures = 1.0, False, 0
         give_up_reconnecting = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
+                if file_path is not None:
+                    return self._send_file(method, path, file_path)
                 return self._send(method, path, payload, True)
             except ApiError as exc:
                 if exc.status == 401 and self.user and not relogged:
@@ -77,6 +81,24 @@ class Api:
         except urllib.error.HTTPError as exc:
             raise ApiError(exc.code, exc.read().decode("utf-8", "replace")) from None
 
+    def _send_file(self, method: str, path: str, file_path: str):
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(os.path.getsize(file_path)),
+            "Accept-Encoding": "identity",
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        with open(file_path, "rb") as body:
+            request = urllib.request.Request(
+                self.url + path, data=body, method=method, headers=headers
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                raise ApiError(exc.code, exc.read().decode("utf-8", "replace")) from None
+
     @property
     def execution_path(self) -> str:
         return f"/api/v1/execution/{self.execution_id}"
@@ -89,6 +111,12 @@ class Api:
 
     def post_logs(self, lines: list[dict]) -> None:
         self.call("POST", self.execution_path + "/log", lines)
+
+    def upload(self, file_path: str, name: str, media_type: str | None = None) -> dict:
+        path = f"{self.execution_path}/artifacts/{urllib.parse.quote(name, safe='')}"
+        if media_type:
+            path += "?" + urllib.parse.urlencode({"media_type": media_type})
+        return self.call("PUT", path, file_path=file_path)["data"]
 
 
 class Logger:
@@ -130,6 +158,16 @@ class Logger:
 
     def exception(self, message, *args):
         self._add("ERROR", f"{message}\n{traceback.format_exc()}", *args)
+
+    def upload(self, path, name: str | None = None, media_type: str | None = None) -> dict:
+        """Store a file this run produced as one of its artifacts (the same name replaces).
+
+        Returns the artifact: `url` (a signed link that downloads without a token), `etag`
+        (`{"hash": <hex MD5>, "type": "AWS MD5 Etag"}`), `uri` (both, in te_schemas' URI shape,
+        to put into a RasterResults or FileResults as it is), `name` (sanitized), `size`,
+        `md5`, `sha256`, `expires_at`."""
+        path = os.fspath(path)
+        return self.api.upload(path, name or os.path.basename(path), media_type)
 
     def send_progress(self, progress) -> None:
         self.flush()

@@ -37,13 +37,17 @@ class LocalStorage:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._path(key))
 
+    def local_path(self, key: str) -> str:
+        """The file of `key`, served directly (artifact downloads)."""
+        return self._path(key)
+
 
 def storage_from_config(config) -> Storage:
     url = config.get("STORAGE_URL")
     if url and url.startswith("s3://"):
         from gefapi.storage.s3 import S3Storage
 
-        return S3Storage.from_url(url)
+        return S3Storage.from_url(url, endpoint_url=config.get("S3_ENDPOINT_URL"))
     return LocalStorage(url or os.path.join(config["INSTANCE_PATH"], "storage"))
 
 

@@ -24,7 +24,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery.conf.update(app.config.get("CELERY", {}))
     app.extensions["celery"] = celery
     # Register the task modules with this app.
-    from gefapi.tasks import email, executions, scripts  # noqa: F401
+    from gefapi.tasks import artifacts, email, executions, scripts  # noqa: F401
 
     return celery
 
