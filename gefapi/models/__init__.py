@@ -1,6 +1,12 @@
 """Every model, imported so Alembic and the shell see them."""
 
 from gefapi.models.artifact import Artifact, ArtifactPolicy
+from gefapi.models.credentials import (
+    GeeCredential,
+    GeeCredentialsType,
+    GeeOAuthState,
+    OpenEOCredential,
+)
 from gefapi.models.execution import (
     Execution,
     ExecutionLog,
@@ -23,8 +29,12 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionTotal",
     "FailedLogins",
+    "GeeCredential",
+    "GeeCredentialsType",
+    "GeeOAuthState",
     "OneTimeToken",
     "OneTimeTokenKind",
+    "OpenEOCredential",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
