@@ -131,9 +131,6 @@ def _register_blueprints(app: Flask) -> None:
     from gefapi.routes import credentials  # Earth Engine and openEO credentials (issue 13)
 
     app.extensions["smorest_api"].register_blueprint(credentials.blp)
-    from gefapi.routes import credentials  # Earth Engine and openEO credentials (issue 13)
-
-    app.extensions["smorest_api"].register_blueprint(credentials.blp)
     from gefapi.routes import ogc  # OGC API - Processes (issue 17)
 
     app.extensions["smorest_api"].register_blueprint(ogc.blp)

@@ -158,49 +158,6 @@ class CredentialsUnreadable(Conflict):
     message = "The stored credentials cannot be read with this server's keys: set them again"
 
 
-class NotAvailable(ServiceUnavailable):
-    error_code = "not_available"
-    message = "This feature is not available on this server"
-
-
-# Per-user Earth Engine and openEO credentials.
-
-
-class OAuthStateInvalid(ValidationError):
-    error_code = "invalid_oauth_state"
-    message = "This authorization is unknown, expired or already used: start again"
-
-
-class OAuthExchangeFailed(AppError):
-    error_code = "oauth_exchange_failed"
-    message = "The authorization code was refused: start again"
-
-
-class OAuthProviderUnavailable(ServiceUnavailable):
-    error_code = "oauth_provider_unavailable"
-    message = "The sign-in provider did not answer; try again shortly"
-
-
-class GeeCredentialsNotFound(NotFound):
-    error_code = "gee_credentials_not_found"
-    message = "No Earth Engine credentials are set"
-
-
-class GeeCredentialsInvalid(AppError):
-    error_code = "gee_credentials_invalid"
-    message = "Earth Engine refused the credentials"
-
-
-class OpenEOCredentialsNotFound(NotFound):
-    error_code = "openeo_credentials_not_found"
-    message = "No openEO credentials are set"
-
-
-class CredentialsUnreadable(Conflict):
-    error_code = "credentials_unreadable"
-    message = "The stored credentials cannot be read with this server's keys: set them again"
-
-
 def error_body(status: int, detail: str, error_code: str, **extra) -> dict:
     body = {
         "status": status,

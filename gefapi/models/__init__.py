@@ -7,12 +7,6 @@ from gefapi.models.credentials import (
     GeeOAuthState,
     OpenEOCredential,
 )
-from gefapi.models.credentials import (
-    GeeCredential,
-    GeeCredentialsType,
-    GeeOAuthState,
-    OpenEOCredential,
-)
 from gefapi.models.execution import (
     Execution,
     ExecutionLog,
@@ -38,12 +32,8 @@ __all__ = [
     "GeeCredential",
     "GeeCredentialsType",
     "GeeOAuthState",
-    "GeeCredential",
-    "GeeCredentialsType",
-    "GeeOAuthState",
     "OneTimeToken",
     "OneTimeTokenKind",
-    "OpenEOCredential",
     "OpenEOCredential",
     "RefreshToken",
     "RevokedAccessToken",
