@@ -221,7 +221,7 @@ def test_includes(client, make_user, make_script, make_execution, auth):
     assert [e["id"] for e in seen_by_user["executions"]] == [str(mine.id)]
     assert seen_by_user["user"]["id"] == str(admin.id)
     assert seen_by_user["params_schema"] == {"type": "object"}
-    assert seen_by_user["image"].startswith("gefapi/test:")
+    assert "image" not in seen_by_user  # internal (CONTRACT section 5)
     assert len(data(client.get(url, headers=auth(admin)))["executions"]) == 2
     plain = data(client.get(f"/api/v1/script/{script.id}?exclude=description", headers=auth(user)))
     assert "description" not in plain and "logs" not in plain and "user" not in plain

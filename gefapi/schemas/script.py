@@ -21,11 +21,14 @@ class ScriptLogSchema(ResourceSchema):
 
 class ScriptSchema(ResourceSchema):
     OPTIONAL = frozenset(
-        {"logs", "user", "executions", "params_schema", "image", "allowed_roles", "allowed_users"}
+        {"logs", "user", "executions", "params_schema", "allowed_roles", "allowed_users"}
     )
     ALIASES = {
-        "environment": ("params_schema", "image"),
+        "environment": ("params_schema",),
         "access": ("allowed_roles", "allowed_users"),
+        # The built image (a registry name, or a server folder on the local backend) is
+        # internal (CONTRACT section 5); the name is still accepted, and shows nothing.
+        "image": (),
     }
 
     id = fields.UUID()
@@ -46,11 +49,10 @@ class ScriptSchema(ResourceSchema):
     environment_version = fields.String()
     build_error = fields.String()
     params_schema = fields.Raw()
-    image = fields.String(attribute="current_image")
     allowed_roles = fields.List(fields.String())
     allowed_users = fields.List(fields.UUID())
     logs = fields.List(fields.Nested(ScriptLogSchema), attribute="recent_logs")
-    user = fields.Nested(UserSummarySchema)
+    user = fields.Nested(UserSummarySchema, attribute="owner_as_seen")
     executions = fields.Method("_executions")
 
     def _executions(self, script):

@@ -1,9 +1,13 @@
 """Turning an uploaded archive into something runnable, with its output in the script log."""
 
 import logging
+import os
+import re
 import shutil
+import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
@@ -17,20 +21,46 @@ from gefapi.models.base import utcnow
 from gefapi.storage import get_storage
 
 log = logging.getLogger(__name__)
+CODE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_PATH = "<server>"
+
+
+def path_redactor() -> Callable[[str], str]:
+    """Build logs and errors are read by everyone who sees the script: this server's folders
+    (instance, storage, local backend, temporary files, code and Python) become <server>."""
+    config = current_app.config
+    storage_root = getattr(get_storage(), "root", None)
+    named = (
+        config["INSTANCE_PATH"],
+        config.get("LOCAL_BACKEND_DIR"),
+        storage_root,
+        tempfile.gettempdir(),
+        CODE_ROOT,
+        sys.prefix if sys.prefix != sys.base_prefix else None,  # a virtualenv, not /usr
+    )
+    folders = set()
+    for folder in filter(None, named):
+        for path in (os.path.abspath(folder), os.path.realpath(folder)):
+            if path.rstrip(os.sep):
+                folders.add(path.rstrip(os.sep))
+    # Longest first, so that a folder inside another is replaced whole.
+    alternatives = "|".join(re.escape(path) for path in sorted(folders, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.-])(?:{alternatives})(?![\w.-])")
+    return lambda text: pattern.sub(SERVER_PATH, text)
 
 
 class LogWriter:
     """Build output into script_logs, a commit per line so pollers see it as it comes."""
 
-    def __init__(self, script_id: uuid.UUID, build_id: uuid.UUID):
-        self.script_id, self.build_id = script_id, build_id
+    def __init__(self, script_id: uuid.UUID, build_id: uuid.UUID, redact: Callable[[str], str]):
+        self.script_id, self.build_id, self.redact = script_id, build_id, redact
 
     def __call__(self, text: str) -> None:
         db.session.add(
             ScriptLog(
                 script_id=self.script_id,
                 build_id=self.build_id,
-                text=text[:10_000],
+                text=self.redact(text)[:10_000],
                 register_date=utcnow(),
             )
         )
@@ -72,8 +102,9 @@ def build(build_id: str) -> None:
         script.status = ScriptStatus.BUILDING
     db.session.add(ScriptLog(script_id=script.id, build_id=build.id, text="Build started."))
     db.session.commit()
+    redact = path_redactor()
     try:
-        result = _run_build(build, script, LogWriter(script.id, build.id))
+        result = _run_build(build, script, LogWriter(script.id, build.id, redact))
     except BackendUnavailable:
         _reset(build.id)
         raise
@@ -81,7 +112,7 @@ def build(build_id: str) -> None:
         if not isinstance(exc, BackendError):
             log.exception("Build %s failed unexpectedly", build_id)
         db.session.rollback()
-        _finish(build.id, ok=False, error=str(exc) or exc.__class__.__name__)
+        _finish(build.id, ok=False, error=redact(str(exc) or exc.__class__.__name__))
         return
     _finish(build.id, ok=True, image=result.image, digest=result.digest)
 

@@ -122,6 +122,8 @@ def load_includes(scripts: list[Script], include: set[str], *, by: User) -> None
         db.session.scalars(
             select(Script).where(Script.id.in_(ids)).options(selectinload(Script.user))
         ).all()
+        for script in scripts:
+            script.owner_as_seen = owner_as_seen(script, by=by)
     if "logs" in include:
         for script in scripts:
             script.recent_logs = poll_logs(ScriptLog, ScriptLog.script_id, script.id)
@@ -133,6 +135,25 @@ def load_includes(scripts: list[Script], include: set[str], *, by: User) -> None
             script.visible_executions = db.session.scalars(
                 query.order_by(Execution.start_date.desc()).limit(100)
             ).all()
+
+
+class _OwnerWithoutEmail:
+    """A script's owner as other users see them: the summary without the email address."""
+
+    email = None
+
+    def __init__(self, owner: User):
+        self._owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self._owner, name)
+
+
+def owner_as_seen(script: Script, *, by: User) -> User | _OwnerWithoutEmail | None:
+    """Everyone who may see a script sees who owns it; only the owner and admins the email."""
+    if script.user is None or by.is_admin or script.user_id == by.id:
+        return script.user
+    return _OwnerWithoutEmail(script.user)
 
 
 # Publishing ------------------------------------------------------------------------------
