@@ -469,3 +469,48 @@ def test_openapi_describes_the_artifact_routes(client):
     download = document["paths"]["/api/v1/artifact/{artifact_id}/{name}"]["get"]
     assert {"200", "206", "307", "400", "404", "416"} <= set(download["responses"])
     assert "security" not in download
+
+
+# The runtime's helper ----------------------------------------------------------------------
+
+
+def test_logger_upload_from_the_runtime(
+    app, running, runtime_headers, storage, tmp_path, monkeypatch
+):
+    """gefapi's runtime (standard library only) against a real HTTP server on loopback."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from gefapi.runner import runtime
+    from tests.conftest import free_port
+
+    port = free_port()
+    monkeypatch.setitem(app.config, "API_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    server = make_server("127.0.0.1", port, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        token = runtime_headers(running)["Authorization"].removeprefix("Bearer ")
+        api = runtime.Api(f"http://127.0.0.1:{port}", str(running.id), token)
+        logger = runtime.Logger(api, flush_seconds=60)
+        produced = tmp_path / "land cover.tif"
+        produced.write_bytes(BODY)
+        artifact = logger.upload(produced, media_type="image/tiff")
+        logger.close()
+        assert artifact["name"] == "land_cover.tif" and artifact["media_type"] == "image/tiff"
+        assert artifact["uri"]["etag"] == {
+            "hash": hashlib.md5(BODY).hexdigest(),
+            "type": "AWS MD5 Etag",
+        }
+        with urllib_request(artifact["url"]) as answer:
+            assert answer.read() == BODY
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def urllib_request(url):
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=30)
