@@ -87,6 +87,8 @@ CONFLICTS = {
 NOT_FOUND = {("users.ResetPassword", "post"), ("email.Email", "post")}
 
 NO_NUL = "^[^\\u0000]*$"
+# gefapi.schemas.email.single_line: no character of Unicode category Cc, Zl or Zp.
+SINGLE_LINE = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
 
 # Any JSON value without a NUL character in a string (what the API stores). Spelled out to a
 # fixed depth, below which anything goes: fuzzers and generators do not cope with a recursive
@@ -183,11 +185,11 @@ BODY_RULES = {
     "ExecutionUpdate": {"minProperties": 1},
     "EmailSend": {
         "description": "Give `text`, `html` or both.",
-        "anyOf": [
-            {"required": ["text"], "properties": {"text": {"minLength": 1}}},
-            {"required": ["html"], "properties": {"html": {"minLength": 1}}},
-        ],
         "properties": {
+            "subject": {
+                "pattern": SINGLE_LINE,
+                "description": "One line: no control characters or line separators.",
+            },
             "recipients": {
                 "description": '"mailing_list", "all", or a list of user ids or emails.',
                 "oneOf": [
@@ -199,8 +201,12 @@ BODY_RULES = {
                         "items": {"type": "string", "minLength": 1, "maxLength": 254},
                     },
                 ],
-            }
+            },
         },
+        "anyOf": [
+            {"required": ["text"], "properties": {"text": {"minLength": 1}}},
+            {"required": ["html"], "properties": {"html": {"minLength": 1}}},
+        ],
     },
     "LogEntry": {
         "properties": {
@@ -479,7 +485,8 @@ def _body_rules(schemas: dict, config) -> None:
         for key, value in rules.items():
             if key == "properties":
                 for prop, override in value.items():
-                    target.setdefault("properties", {})[prop] = copy.deepcopy(override)
+                    target.setdefault("properties", {}).setdefault(prop, {})
+                    target["properties"][prop].update(copy.deepcopy(override))
             else:
                 target[key] = copy.deepcopy(value)
     for name, fields in PASSWORD_FIELDS.items():

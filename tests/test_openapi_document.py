@@ -220,3 +220,24 @@ def test_documented_patterns_match_what_the_api_accepts(client, make_user, auth,
         assert bool(re.fullmatch(pattern, value)) is ok, (name, value)
         response = client.get(f"/api/v1/execution?{name}={value}", headers=headers)
         assert (response.status_code == 200) is ok, (name, value, response.status_code)
+
+
+def test_extreme_documented_dates_are_not_server_errors(client, make_user, auth):
+    """Found by schemathesis: an RFC 3339 time whose offset moves it out of Python's range."""
+    headers = auth(make_user())
+    for value in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        response = client.get(
+            "/api/v1/execution", query_string={"updated_at": value}, headers=headers
+        )
+        assert response.status_code == 200, (value, response.get_json())
+
+
+def test_an_undeclared_method_is_a_405_whatever_its_body(client):
+    """Found by schemathesis: the body checks answered 415 before routing said 405."""
+    response = client.open(
+        "/api/v1/script", method="TRACE", data=b"x", content_type="multipart/form-data"
+    )
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+    response = client.put("/api/v1/user/me", data=b"x", content_type="text/plain")
+    assert response.status_code == 405

@@ -49,7 +49,10 @@ class QueryDateTime(fields.Field):
         except ValueError:
             raise ValidationError("Not a valid date or datetime.") from None
         if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+            try:
+                parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:  # 0001-01-01T00:00+05:00 is before datetime.min in UTC
+                parsed = datetime.min if parsed.year == 1 else datetime.max
         return parsed
 
 
