@@ -62,6 +62,14 @@ def gee(app, monkeypatch, provider):
     return provider
 
 
+def enable_every_logger(monkeypatch):
+    """Alembic's fileConfig (the test database's migrations) disables the loggers that existed
+    before it ran: turn them all back on, so the capture sees everything that is logged."""
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            monkeypatch.setattr(logger, "disabled", False)
+
+
 @pytest.fixture
 def user(make_user):
     return make_user()
@@ -165,8 +173,8 @@ def test_oauth_flow_end_to_end(app, client, gee, user, headers, make_script, mak
     assert tested["valid"] is True and tested["cloud_project"] == "my-ee-project"
     assert gee.token_requests[-1]["grant_type"] == "refresh_token"
 
-    # Another user's executions get nothing of it.
-    other = auth(user)  # same user, second session: still the same credentials
+    # Credentials belong to the account, not to the session that connected them.
+    other = auth(user)
     assert data(client.get(f"{ME}/gee-credentials", headers=other))["has_credentials"]
 
     # #19 delete.
@@ -218,7 +226,6 @@ def test_a_replayed_state_is_refused(app, client, gee, headers):
     started = start(client, headers)
     back = grant(started["auth_url"])
     data(client.post(f"{ME}/gee-oauth/callback", json=back, headers=headers))
-    before = database_state(app)
     again = grant(start(client, headers)["auth_url"])  # a valid new code, the old state
     before = database_state(app)
     replay = {"code": again["code"], "state": started["state"]}
@@ -559,9 +566,10 @@ def test_users_cannot_reach_each_others_credentials(app, client, user, auth, mak
 
 
 def test_secrets_never_appear_in_answers_or_logs(
-    app, client, gee, headers, user, caplog, make_script, make_execution
+    app, client, gee, headers, user, caplog, monkeypatch, make_script, make_execution
 ):
     caplog.set_level(logging.DEBUG)
+    enable_every_logger(monkeypatch)
     answers = []
 
     def keep(response):
@@ -615,6 +623,7 @@ def test_secrets_never_appear_in_answers_or_logs(
         ):
             assert value not in haystack, f"a secret appeared in the {where}"
     assert len(gee.verifiers) >= 1 and len(gee.issued) >= 2
+    assert "Earth Engine credentials (oauth) set" in logs  # the capture sees the service's log
 
 
 def test_secrets_are_encrypted_with_the_configured_keys_and_rotate(

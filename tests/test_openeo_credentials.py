@@ -16,6 +16,14 @@ from tests.helpers import assert_error, data, database_state
 PATH = "/api/v1/user/me/openeo-credentials"
 
 
+def enable_every_logger(monkeypatch):
+    """Alembic's fileConfig (the test database's migrations) disables the loggers that existed
+    before it ran: turn them all back on, so the capture sees everything that is logged."""
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            monkeypatch.setattr(logger, "disabled", False)
+
+
 @pytest.fixture
 def user(make_user):
     return make_user()
@@ -130,6 +138,7 @@ def test_secrets_are_encrypted_never_answered_nor_logged(
     app, client, headers, user, caplog, monkeypatch, make_script, make_execution
 ):
     caplog.set_level(logging.DEBUG)
+    enable_every_logger(monkeypatch)
     key = Fernet.generate_key().decode()
     monkeypatch.setitem(app.config, "CREDENTIALS_ENCRYPTION_KEYS", key)
     first, second = oidc(), basic()
@@ -147,5 +156,6 @@ def test_secrets_are_encrypted_never_answered_nor_logged(
     text = "\n".join(answer.get_data(as_text=True) for answer in answers)
     logs = caplog.text + "\n".join(str(record.__dict__) for record in caplog.records)
     everything = str(database_state(app))
+    assert "openEO credentials (basic) set" in logs  # the capture sees the service's log
     for value in (first["client_secret"], first["refresh_token"], second["password"]):
         assert value not in text and value not in logs and value not in everything

@@ -90,6 +90,7 @@ class GeeServiceAccount(MethodView):
 class GeeTest(MethodView):
     @login_required
     @blp.documents(GeeTestResultSchema)
+    @blp.alt_response(409, response="Conflict")
     def post(self, user_ref):
         """Check the credentials with the provider: 400 gee_credentials_invalid if refused"""
         return envelope(gee_credentials_service.test(_target(user_ref)))
