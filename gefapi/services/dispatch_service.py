@@ -159,9 +159,9 @@ def _s3_access_env(config) -> dict[str, str]:
 
 
 def _earth_engine_env(execution: Execution, config) -> dict[str, str]:
-    """The run's Earth Engine credentials: its owner's own (none yet: issue 13), else the
-    server's service account, else SKIP_GEE_INIT so that scripts that do not need Earth
-    Engine run and those that do fail with gefcore's own message."""
+    """The server's Earth Engine setup for a run: its service account, else SKIP_GEE_INIT so
+    that scripts that do not need Earth Engine run and those that do fail with gefcore's own
+    message. The owner's own credentials replace it (credentials_service)."""
     env = {name: config[name] for name in ("GOOGLE_PROJECT_ID", "GEE_ENDPOINT") if config.get(name)}
     account = config.get("EE_SERVICE_ACCOUNT_JSON")
     if account:
