@@ -67,7 +67,7 @@ class Service:
         self.process = subprocess.Popen(
             ["./gefapi.sh", "start"], cwd=clone, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a loaded 2-core machine boots slowly
         while time.time() < deadline:
             try:
                 if requests.get(self.url + "/api-health", timeout=2).status_code == 200:
