@@ -131,6 +131,10 @@ def _register_blueprints(app: Flask) -> None:
     from gefapi.routes import credentials  # Earth Engine and openEO credentials (issue 13)
 
     app.extensions["smorest_api"].register_blueprint(credentials.blp)
+    from gefapi.routes import boundaries, news  # geoBoundaries and news (issue 13)
+
+    app.extensions["smorest_api"].register_blueprint(boundaries.blp)
+    app.extensions["smorest_api"].register_blueprint(news.blp)
     from gefapi.routes import ogc  # OGC API - Processes (issue 17)
 
     app.extensions["smorest_api"].register_blueprint(ogc.blp)

@@ -2,6 +2,7 @@
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from gefapi.extensions import db
 from gefapi.models import Role, User
@@ -13,6 +14,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(build_environment)
     app.cli.add_command(prepare_backend)
     app.cli.add_command(stop_local_runs)
+    app.cli.add_command(boundaries)
 
 
 @click.command("prepare-backend")
@@ -93,3 +95,49 @@ def create_admin(email: str | None, password: str | None) -> None:
     else:
         click.echo(f"Created administrator {email}")
     current_app.logger.info("Created administrator %s", email)
+
+
+boundaries = AppGroup("boundaries", help="geoBoundaries metadata behind /api/v1/data/boundaries.")
+
+
+@boundaries.command("import")
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "--release-type",
+    type=click.Choice(["gbOpen", "gbHumanitarian", "gbAuthoritative"]),
+    help="Default: read from each record's download URLs, else gbOpen.",
+)
+@click.option(
+    "--units/--no-units",
+    default=False,
+    help="Also read each ADM1 record's GeoJSON for the names of its units.",
+)
+def import_boundaries(sources: tuple[str, ...], release_type: str | None, units: bool) -> None:
+    """Import geoBoundaries' own files: metadata JSON (one record or a list, from
+    https://www.geoboundaries.org/api/current/<release>/ALL/ALL/) or a country's ADM1 GeoJSON.
+    Each SOURCE is a path or an http(s) URL. Importing again updates only what changed."""
+    import sys
+
+    from gefapi.errors import AppError
+    from gefapi.services import boundary_service
+
+    def track(items, label):
+        items = list(items)
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield from bar
+
+    for source in sources:
+        try:
+            document = boundary_service.read_source(source)
+            report = boundary_service.import_document(
+                document, release_type=release_type, fetch_units=units, track=track
+            )
+        except AppError as exc:
+            problems = "".join(
+                f"\n  {where}: {'; '.join(reasons)}"
+                for where, reasons in (exc.errors or {}).items()
+            )
+            raise click.ClickException(f"{exc.detail}{problems}") from None
+        for warning in report.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"{source}: {report.summary()}")

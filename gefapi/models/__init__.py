@@ -1,6 +1,7 @@
 """Every model, imported so Alembic and the shell see them."""
 
 from gefapi.models.artifact import Artifact, ArtifactPolicy
+from gefapi.models.boundary import RELEASE_TYPES, Boundary, BoundaryUnit, ReleaseType
 from gefapi.models.credentials import (
     GeeCredential,
     GeeCredentialsType,
@@ -16,6 +17,7 @@ from gefapi.models.execution import (
     StatusLog,
 )
 from gefapi.models.login import FailedLogins
+from gefapi.models.news import NewsItem, NewsTranslation, NewsType, Platform
 from gefapi.models.script import Script, ScriptBuild, ScriptLog, ScriptStatus
 from gefapi.models.token import OneTimeToken, OneTimeTokenKind, RefreshToken, RevokedAccessToken
 from gefapi.models.user import PROFILE_FIELDS, Role, User, UserClient
@@ -24,6 +26,9 @@ __all__ = [
     "Artifact",
     "ArtifactPolicy",
     "PROFILE_FIELDS",
+    "RELEASE_TYPES",
+    "Boundary",
+    "BoundaryUnit",
     "Execution",
     "ExecutionLog",
     "ExecutionStatus",
@@ -32,10 +37,15 @@ __all__ = [
     "GeeCredential",
     "GeeCredentialsType",
     "GeeOAuthState",
+    "NewsItem",
+    "NewsTranslation",
+    "NewsType",
     "OneTimeToken",
     "OneTimeTokenKind",
     "OpenEOCredential",
+    "Platform",
     "RefreshToken",
+    "ReleaseType",
     "RevokedAccessToken",
     "Role",
     "Script",
