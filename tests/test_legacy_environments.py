@@ -272,3 +272,23 @@ def test_the_secret_is_the_servers_to_derive(app, legacy_execution):
             assert execution_login.secret(legacy_execution.id) != first
         finally:
             app.config["SECRET_KEY"] = original
+
+
+def test_many_containers_logging_in_from_one_address_are_not_throttled(
+    client, app, make_user, make_script, make_execution, monkeypatch
+):
+    monkeypatch.setitem(app.config, "RATE_LIMIT_DEFAULT", "3 per minute")
+    monkeypatch.setitem(app.config, "RATE_LIMIT_AUTH_FAILURES", "3 per minute")
+    owner = make_user()
+    script = make_script(owner)
+    with app.app_context():
+        db.session.get(ScriptBuild, script.current_build_id).legacy = True
+        db.session.commit()
+    runs = [make_execution(script, owner, status="READY") for _ in range(6)]
+    for run in runs:
+        env = env_for(app, run)
+        assert log_in(client, env["API_USER"], env["API_PASSWORD"]).status_code == 200
+    # A wrong per-execution secret is a failed login like any other.
+    env = env_for(app, runs[0])
+    wrong = [log_in(client, env["API_USER"], "0" * 64).status_code for _ in range(4)]
+    assert wrong == [401, 401, 401, 429]
