@@ -198,7 +198,12 @@ BODY_RULES = {
                         "type": "array",
                         "minItems": 1,
                         "maxItems": 10_000,
-                        "items": {"type": "string", "minLength": 1, "maxLength": 254},
+                        "items": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 254,
+                            "anyOf": [{"format": "uuid"}, {"pattern": "^[^\\u0000]*@[^\\u0000]*$"}],
+                        },
                     },
                 ],
             },

@@ -110,6 +110,7 @@ class Download(MethodView):
     @blp.alt_response(206, content_type="application/octet-stream", description="Range(s)")
     @blp.alt_response(307, description="S3 storage: a presigned URL that answers the same")
     @blp.alt_response(416, description="No requested range is within the file")
+    @blp.alt_response(403, response="FORBIDDEN")  # a bad or expired signature
     def get(self, args, artifact_id, name):
         """Download through a signed link, without a token (HEAD for the size; `Range`;
         `ETag` is the MD5). 403 for a bad or expired signature, 404 once deleted."""
