@@ -115,7 +115,10 @@ class ServiceUnavailable(AppError):
     message = "A dependency is unavailable; try again shortly"
 
 
-class NotAvailable(ServiceUnavailable):
+class NotAvailable(Conflict):
+    """A feature this server is not set up for (CONTRACT section 11): a 409, not a 5xx, since
+    retrying will not help."""
+
     error_code = "not_available"
     message = "This feature is not available on this server"
 

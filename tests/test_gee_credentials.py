@@ -316,7 +316,7 @@ def test_oauth_not_configured_is_not_available(app, client, headers, monkeypatch
     monkeypatch.setitem(app.config, "GOOGLE_OAUTH_CLIENT_ID", None)
     before = database_state(app)
     answer = client.post(f"{ME}/gee-oauth/initiate", json={}, headers=headers)
-    assert_error(answer, 503, "gee_oauth_not_configured")
+    assert_error(answer, 409, "gee_oauth_not_configured")
     assert database_state(app) == before
 
 

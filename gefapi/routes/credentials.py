@@ -101,6 +101,7 @@ class GeeOAuthInitiate(MethodView):
     @login_required
     @blp.arguments(GeeOAuthInitiateSchema)
     @blp.documents(GeeOAuthStartSchema)
+    @blp.alt_response(409, response="Conflict")
     def post(self, _body):
         """Start connecting a Google account: open `auth_url` in a browser"""
         return envelope(gee_credentials_service.initiate(current_user))
