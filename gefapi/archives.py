@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gefapi.errors import PayloadTooLarge, ValidationError
-from gefapi.jsonprovider import guarded_loads, holds_nul
+from gefapi.jsonprovider import holds_nul, loads_body
 
 REQUIRED_FILES = ("configuration.json", "requirements.txt", "src/main.py")
 MAX_CONFIGURATION_BYTES = 1024 * 1024
@@ -119,7 +119,7 @@ def inspect(source: BinaryIO, limits: Limits) -> ArchiveContents:
 
 def _parse_configuration(raw: bytes) -> dict:
     try:
-        configuration = guarded_loads(json.loads, raw)
+        configuration = loads_body(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidArchive("configuration.json is not valid JSON") from None
     if not isinstance(configuration, dict):

@@ -2,6 +2,8 @@
 bodies decoded by the standard library, with hostile input turned into a decode error."""
 
 import json
+import math
+import re
 
 import orjson
 from flask.json.provider import DefaultJSONProvider
@@ -11,7 +13,10 @@ OPTIONS = (
     | orjson.OPT_NON_STR_KEYS  # per-item validation errors are keyed by index
     | orjson.OPT_PASSTHROUGH_DATETIME  # anything unusual goes to Flask's default()
 )
-HOSTILE_JSON = "JSON nested too deeply or holding a number too long"
+HOSTILE_JSON = "JSON nested too deeply, or with a number out of range (NaN, Infinity, too long)"
+# A float can only overflow with a 3-digit exponent or hundreds of digits: only then is each
+# float checked (a Python call per float costs half again the parse).
+MAYBE_OUT_OF_RANGE = re.compile(r"[eE]\+?0*[1-9]\d{2}|\d{300}")
 
 
 def guarded_loads(loads, data, **kwargs):
@@ -23,6 +28,31 @@ def guarded_loads(loads, data, **kwargs):
         raise
     except (RecursionError, ValueError):
         raise json.JSONDecodeError(HOSTILE_JSON, "<request body>", 0) from None
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def loads_body(data: str | bytes):
+    """A request body (or configuration.json) as PostgreSQL's jsonb can store it: also NaN,
+    Infinity and numbers past the float range, which Python reads, raise JSONDecodeError."""
+    if isinstance(data, bytes | bytearray):
+        try:
+            data = data.decode(json.detect_encoding(data), "surrogatepass")
+        except UnicodeDecodeError:
+            raise json.JSONDecodeError("Not UTF-8, UTF-16 or UTF-32 text", "<body>", 0) from None
+    options = {"parse_constant": _not_json}
+    if MAYBE_OUT_OF_RANGE.search(data):
+        options["parse_float"] = _finite_float
+    return guarded_loads(json.loads, data, **options)
 
 
 def holds_nul(document) -> bool:
@@ -52,4 +82,6 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().dumps(obj)
 
     def loads(self, s, **kwargs):
-        return guarded_loads(super().loads, s, **kwargs)
+        if kwargs:  # a caller's own json.loads options
+            return guarded_loads(super().loads, s, **kwargs)
+        return loads_body(s)

@@ -2,11 +2,10 @@
 with a hard cap."""
 
 import io
-import json
 import tempfile
 import zlib
 
-from gefapi.jsonprovider import guarded_loads, holds_nul
+from gefapi.jsonprovider import holds_nul, loads_body
 
 BODY_ERROR_KEY = "gefapi.body_error"
 SPOOL_BYTES = 1024 * 1024  # a chunked body past this waits in a temporary file
@@ -109,7 +108,7 @@ def contains_nul(body: bytes) -> bool:
     if b"\\u0000" not in body.lower():
         return False
     try:
-        document = guarded_loads(json.loads, body)
+        document = loads_body(body)
     except ValueError:
         return False  # the parser reports malformed JSON
     return holds_nul(document)

@@ -49,6 +49,11 @@ HOSTILE_BODIES = {
     "nested holding a NUL": "[" * 1000 + '"\\u0000"' + "]" * 1000,
     "long integer": '{"email": "a@example.org", "password": ' + LONG_INT + "}",
     "nested long integer": '{"name": [[' + LONG_INT + "]]}",
+    # Python reads these; JSON has no such numbers and PostgreSQL's jsonb refuses them.
+    "NaN": '{"name": {"a": NaN}}',
+    "Infinity": '{"name": [-Infinity]}',
+    "float past the range": '{"name": {"a": 1e400}}',
+    "long float": '{"name": {"a": ' + "9" * 400 + ".5}}",
 }
 ENDPOINTS = [
     ("anonymous", "POST", "/auth"),
@@ -81,6 +86,53 @@ def test_hostile_json_is_400(client, callers, caplog, caller, method, path, host
     assert_no_traceback(caplog)
 
 
+NOT_JSON_NUMBERS = {
+    "NaN": "NaN",
+    "Infinity": "Infinity",
+    "-Infinity": "-Infinity",
+    "exponent past the range": "1e400",
+    "digits past the range": "9" * 400 + ".5",
+}
+WHERE = [
+    ("runtime", "PATCH", "/api/v1/execution/{execution}", '{{"results": {{"area": {}}}}}'),
+    ("user", "POST", "/api/v1/script/{script}/run", '{{"threshold": {}}}'),
+]
+WHERE_IDS = ["results", "run params"]
+
+
+@pytest.mark.parametrize(("caller", "method", "path", "template"), WHERE, ids=WHERE_IDS)
+@pytest.mark.parametrize("number", NOT_JSON_NUMBERS.values(), ids=NOT_JSON_NUMBERS.keys())
+def test_numbers_json_does_not_have_are_400(
+    client, callers, caplog, caller, method, path, template, number
+):
+    """Results and params are stored as jsonb, which refuses them (a 500 before)."""
+    headers, ids = callers[caller]
+    response = client.open(
+        path.format(**ids),
+        method=method,
+        data=template.format(number),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert_error(response, 400)
+    assert_no_traceback(caplog)
+
+
+@pytest.mark.parametrize(("caller", "method", "path", "template"), WHERE, ids=WHERE_IDS)
+@pytest.mark.parametrize("number", ["1.5e300", "-2.5E-300", "9" * 4000, "0.1"])
+def test_large_numbers_json_has_are_stored(client, callers, caller, method, path, template, number):
+    """The control: large floats and integers within Python's limits are accepted."""
+    headers, ids = callers[caller]
+    response = client.open(
+        path.format(**ids),
+        method=method,
+        data=template.format(number),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+
+
 # configuration.json ----------------------------------------------------------------------------
 
 
@@ -110,6 +162,7 @@ CONFIGURATIONS = {
     ),
     "nested": ('{"name": "hostile", "extra": ' + NESTED + "}", None),
     "long integer": ('{"name": "hostile", "memory_limit": ' + LONG_INT + "}", None),
+    "NaN in params_schema": ('{"name": "hostile", "params_schema": {"default": NaN}}', None),
 }
 
 

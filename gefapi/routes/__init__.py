@@ -5,7 +5,7 @@ from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from gefapi.jsonprovider import guarded_loads
+from gefapi.jsonprovider import loads_body
 
 # (endpoint, method) pairs that take multipart uploads instead of JSON.
 MULTIPART_ENDPOINTS: set[tuple[str, str]] = set()
@@ -20,7 +20,7 @@ class Parser(FlaskParser):
         """webargs decodes the body itself: hostile JSON must be its 400, not a 500."""
         if not is_json_request(req):
             return core.missing
-        return guarded_loads(core.parse_json, req.get_data(cache=True))
+        return loads_body(req.get_data(cache=True))
 
 
 class Blueprint(flask_smorest.Blueprint):
