@@ -35,6 +35,7 @@ NEW_PASSWORD = "a brand new passphrase 42"
 ANON, SELF, OTHER, ADMIN, SUPER = "anonymous", "self", "other_user", "admin", "superadmin"
 RUNTIME = "runtime"  # the runtime token of the execution the path names (else `execution`)
 ELSEWHERE = "runtime_of_sibling"  # the runtime token of another execution of the same user
+EXECUTION_LOGIN = "execution_login"  # tokens from /auth with that execution's API_USER/PASSWORD
 CALLERS = (ANON, SELF, OTHER, ADMIN, SUPER, RUNTIME)
 EXECUTION_CALLERS = (*CALLERS, ELSEWHERE)
 # Registered rules that are documentation, not API.
@@ -162,12 +163,28 @@ class World:
     def headers(self, caller: str, path: str = "") -> dict:
         if caller == ANON:
             return {}
-        if caller == RUNTIME:
+        if caller in (RUNTIME, EXECUTION_LOGIN):
             named = re.search(r"\{(execution|sibling|finished)\}", path)
-            return self.runtime_headers(self.executions[named[1] if named else "execution"])
+            execution = self.executions[named[1] if named else "execution"]
+            if caller == RUNTIME:
+                return self.runtime_headers(execution)
+            return self.execution_login_headers(execution)
         if caller == ELSEWHERE:
             return self.runtime_headers(self.executions["sibling"])
         return {"Authorization": f"Bearer {self.login(caller)['access_token']}"}
+
+    def execution_login_headers(self, execution) -> dict:
+        """As gefcore logs in; an ended execution's login is refused, leaving no token."""
+        from gefapi.services import execution_login
+
+        with self.app.app_context():
+            credentials = execution_login.credentials(execution)
+        body = {"email": credentials["API_USER"], "password": credentials["API_PASSWORD"]}
+        response = self.client.post("/auth", json=body)
+        if execution.status in ("FINISHED", "FAILED", "CANCELLED"):
+            assert response.status_code == 401
+            return {}
+        return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
     def reset_token(self) -> str:
         path = self.path("/api/v1/user/{subject_email}/recover-password?legacy=false")
@@ -410,6 +427,19 @@ MATRIX = [
     *erow("POST", E + "/{execution}/log",                     401, 403, 404, 200, 200, 200, 404),
     *erow("GET", E + "/{finished}/download-results",          401, 200, 404, 200, 200, 401, 401),
 ]  # fmt: skip
+# The per-execution login of legacy environment images (CONTRACT section 10) opens exactly what
+# the runtime token opens: every runtime row again, with tokens from /auth with API_USER.
+MATRIX += [
+    pytest.param(
+        *case.values[:2],
+        EXECUTION_LOGIN,
+        *case.values[3:],
+        id=case.id.removesuffix(f" {RUNTIME}") + f" {EXECUTION_LOGIN}",
+        marks=case.marks,
+    )
+    for case in MATRIX
+    if case.values[2] == RUNTIME
+]
 
 
 def check_success(world, method, path, response, sent_tasks) -> None:
