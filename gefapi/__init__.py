@@ -135,6 +135,10 @@ def _register_blueprints(app: Flask) -> None:
 
     app.extensions["smorest_api"].register_blueprint(boundaries.blp)
     app.extensions["smorest_api"].register_blueprint(news.blp)
-    from gefapi.routes import ogc  # OGC API - Processes (issue 17)
+    from gefapi import metrics
+    from gefapi.routes import metrics as metrics_routes
+    from gefapi.routes import ogc  # OGC API - Processes, /metrics (issue 17)
 
     app.extensions["smorest_api"].register_blueprint(ogc.blp)
+    app.extensions["smorest_api"].register_blueprint(metrics_routes.blp)
+    metrics.init_app(app)

@@ -212,6 +212,12 @@ class Config:
     # up to this long for its job and gets the results when it ends in time (else the job, 201).
     OGC_SYNC_EXECUTE_SECONDS = float(env_str("OGC_SYNC_EXECUTE_SECONDS", "0"))
 
+    # Prometheus /metrics: open to these networks (CIDR, comma-separated; empty for none) and
+    # to `Authorization: Bearer $METRICS_TOKEN` when a token is set.
+    METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")
+    METRICS_TOKEN = env_str("METRICS_TOKEN")
+    ENGINE_PROBE_SECONDS = float(env_str("ENGINE_PROBE_SECONDS", "30"))
+
     # API docs.
     API_TITLE = "gefapi"
     API_VERSION = "1.0"
@@ -248,6 +254,11 @@ class Config:
                     "task": "tokens.purge_expired",
                     "schedule": 3600.0,
                     "options": {"expires": 3600.0},
+                },
+                "probe-engine": {
+                    "task": "metrics.probe_engine",
+                    "schedule": config.get("ENGINE_PROBE_SECONDS", 30.0),
+                    "options": {"expires": config.get("ENGINE_PROBE_SECONDS", 30.0)},
                 },
                 "purge-artifacts": {
                     "task": "artifacts.purge",

@@ -57,3 +57,7 @@ __all__ = [
     "User",
     "UserClient",
 ]
+
+# Engine probes and webhooks (issue 17), imported for their tables.
+from gefapi.models import probe as probe
+from gefapi.models import webhook as webhook
