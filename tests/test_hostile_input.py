@@ -251,10 +251,10 @@ def chunked(body: bytes) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
 
 
-def post_chunked(port: int, body: bytes, content_type: str = "application/json"):
+def post_chunked(port: int, body: bytes, content_type: str = "application/json", extra: str = ""):
     head = (
         "POST /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
     )
     return send(port, head.encode() + chunked(body))
 
@@ -306,6 +306,14 @@ def test_chunked_body_within_the_limit_is_read(gunicorn):
     port, _ = gunicorn
     body = json.dumps({"email": "nobody@example.org", "password": "wrong password"}).encode()
     assert_json_error(post_chunked(port, body), 401)
+
+
+def test_chunked_gzip_body_is_read(gunicorn):
+    """The plugin and the runtime gzip bodies; chunked, they reach the check as well."""
+    port, _ = gunicorn
+    body = json.dumps({"email": "nobody@example.org", "password": "wrong password"}).encode()
+    answer = post_chunked(port, gzip.compress(body), extra="Content-Encoding: gzip\r\n")
+    assert_json_error(answer, 401)
 
 
 def test_chunked_body_meets_the_content_type_check(gunicorn):
