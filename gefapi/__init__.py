@@ -137,8 +137,9 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["smorest_api"].register_blueprint(news.blp)
     from gefapi import metrics
     from gefapi.routes import metrics as metrics_routes
-    from gefapi.routes import ogc  # OGC API - Processes, /metrics (issue 17)
+    from gefapi.routes import ogc, webhooks  # OGC API - Processes, /metrics, webhooks (issue 17)
 
     app.extensions["smorest_api"].register_blueprint(ogc.blp)
     app.extensions["smorest_api"].register_blueprint(metrics_routes.blp)
+    app.extensions["smorest_api"].register_blueprint(webhooks.blp)
     metrics.init_app(app)

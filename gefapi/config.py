@@ -222,6 +222,15 @@ class Config:
     METRICS_TOKEN = env_str("METRICS_TOKEN")
     ENGINE_PROBE_SECONDS = float(env_str("ENGINE_PROBE_SECONDS", "30"))
 
+    # Webhooks: targets outside public address space are refused unless in these networks.
+    WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS")
+    WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "10"))
+    WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
+    WEBHOOK_RETRY_SECONDS = float(env_str("WEBHOOK_RETRY_SECONDS", "30"))  # doubles per attempt
+    WEBHOOK_SWEEP_SECONDS = float(env_str("WEBHOOK_SWEEP_SECONDS", "10"))
+    WEBHOOK_SWEEP_GRACE_SECONDS = float(env_str("WEBHOOK_SWEEP_GRACE_SECONDS", "10"))
+    WEBHOOK_SWEEP_BATCH = env_int("WEBHOOK_SWEEP_BATCH", 500)
+
     # API docs.
     API_TITLE = "gefapi"
     API_VERSION = "1.0"
@@ -263,6 +272,11 @@ class Config:
                     "task": "metrics.probe_engine",
                     "schedule": config.get("ENGINE_PROBE_SECONDS", 30.0),
                     "options": {"expires": config.get("ENGINE_PROBE_SECONDS", 30.0)},
+                },
+                "webhooks-retry": {
+                    "task": "webhooks.retry_due",
+                    "schedule": config.get("WEBHOOK_SWEEP_SECONDS", 10.0),
+                    "options": {"expires": config.get("WEBHOOK_SWEEP_SECONDS", 10.0)},
                 },
                 "purge-artifacts": {
                     "task": "artifacts.purge",

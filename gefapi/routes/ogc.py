@@ -166,6 +166,7 @@ class Execute(MethodView):
             process_id,
             body["inputs"],
             by=current_user,
+            subscriber=body.get("subscriber"),
             idempotency_key=request.headers.get("Idempotency-Key"),
             client_header=request.headers.get("X-TE-Client"),
         )

@@ -316,6 +316,9 @@ def transition(execution: Execution, status: ExecutionStatus, detail: str | None
         return
     log.detail = detail
     db.session.add(log)
+    from gefapi.services import webhook_service
+
+    webhook_service.on_status_change(execution)  # who asked to be told: sent after commit
     if status in (ExecutionStatus.FINISHED, ExecutionStatus.FAILED):
         _notify_owner(execution)
 

@@ -17,7 +17,7 @@ from gefapi.errors import NotFound, ScriptNotFound, ValidationError
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionStatus, Script, ScriptStatus, User
 from gefapi.models.execution import StatusLog
-from gefapi.services import execution_service, script_service
+from gefapi.services import execution_service, script_service, webhook_service
 from gefapi.services.execution_service import Caller, ExecutionFinished
 
 EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
@@ -27,6 +27,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback",
 ]
 REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
@@ -169,18 +170,24 @@ def execute(
     inputs: dict,
     *,
     by: User,
+    subscriber: dict | None = None,
     idempotency_key: str | None = None,
     client_header: str | None = None,
 ) -> Execution:
-    """A new job: execution_service.run, with its rules, limits and queue."""
+    """A new job: execution_service.run, with its rules, limits and queue. The subscriber's
+    URIs are checked first (400 for a refused target) and stored with the execution."""
     runnable_script(process_id, by=by)
-    return execution_service.run(
-        process_id,
-        params_from_inputs(inputs),
-        by=by,
-        idempotency_key=idempotency_key,
-        client_header=client_header,
-    )
+    webhook_service.subscribe_next_execution(webhook_service.check_subscriber(subscriber or {}))
+    try:
+        return execution_service.run(
+            process_id,
+            params_from_inputs(inputs),
+            by=by,
+            idempotency_key=idempotency_key,
+            client_header=client_header,
+        )
+    finally:
+        webhook_service.forget_pending_subscriber()
 
 
 def wait_finished(execution_id: uuid.UUID, *, caller: Caller, seconds: float) -> Execution:

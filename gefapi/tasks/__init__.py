@@ -25,7 +25,7 @@ def celery_init_app(app: Flask) -> Celery:
     app.extensions["celery"] = celery
     # Register the task modules with this app.
     from gefapi.tasks import artifacts, email, executions, scripts  # noqa: F401
-    from gefapi.tasks import metrics  # noqa: F401  (issue 17)
+    from gefapi.tasks import metrics, webhooks  # noqa: F401  (issue 17)
 
     return celery
 
