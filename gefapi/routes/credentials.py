@@ -112,6 +112,7 @@ class GeeOAuthCallbackMe(MethodView):
     @login_required
     @blp.arguments(GeeOAuthCallbackSchema)
     @blp.documents(GeeCredentialsSchema)
+    @blp.alt_response(409, response="Conflict")
     def post(self, body):
         """Finish connecting with the provider's `code` and the caller's own `state`"""
         status = gee_credentials_service.complete(body["code"], body["state"], user=current_user)
@@ -126,12 +127,24 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 class GeeOAuthCallback(MethodView):
     @blp.arguments(GeeOAuthCallbackSchema)
     @blp.documents(GeeCredentialsSchema)
+    @blp.alt_response(409, response="Conflict")
     def post(self, body):
         """Finish connecting; the user is the one who started with this `state`"""
         return envelope(gee_credentials_service.complete(body["code"], body["state"]))
 
     @blp.arguments(GeeOAuthCallbackArgs, location="query")
     @blp.alt_response(200, description="A page saying the account is connected", success=True)
+    @blp.doc(
+        responses={
+            "400": {
+                "description": "Invalid query (JSON), or access not granted (an HTML page)",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+            }
+        }
+    )
     def get(self, args):
         """Where the provider sends the browser back (the default redirect URI)"""
         if args.get("error") or not args.get("code"):
