@@ -50,8 +50,9 @@ SORTABLE = {
 }
 DEFAULT_ORDER = (Execution.end_date.desc().nulls_first(), Execution.start_date.desc())
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-# An execution's runtime token ends when the execution does, or when it is being cancelled.
-RUNTIME_ENDED = TERMINAL_STATUSES | {ExecutionStatus.CANCELLING}
+# An execution's runtime token ends when the execution does. While it is being cancelled the
+# runtime may still report its completion (CONTRACT section 8).
+RUNTIME_ENDED = TERMINAL_STATUSES
 
 
 class ScriptNotBuilt(Conflict):
