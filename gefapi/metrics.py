@@ -57,9 +57,11 @@ def init_app(app: Flask) -> None:
         request.environ[START_KEY] = time.perf_counter()
 
     def observe(response):
-        started = request.environ.get(START_KEY)
-        rule = request.url_rule
-        key = (request.method, rule.rule if rule is not None else UNMATCHED, response.status_code)
+        current = request._get_current_object()  # one proxy lookup, not four
+        environ = current.environ
+        started = environ.get(START_KEY)
+        rule = current.url_rule
+        key = (environ["REQUEST_METHOD"], rule.rule if rule else UNMATCHED, response.status_code)
         children = _children.get(key)
         if children is None:
             labels = (key[0], key[1], str(key[2]))
