@@ -459,7 +459,21 @@ def check_success(world, method, path, response, sent_tasks) -> None:
         if path.startswith("/api/v1/"):
             assert "data" in payload, payload
     task = TASKS.get((method, rule))
-    assert [sent[0] for sent in sent_tasks] == ([task] if task else []), sent_tasks
+    expected = [task] if task else []
+    if method == "DELETE" and rule.startswith(("/api/v1/user", "/api/v1/script")):
+        expected = ["executions.stop"] * len(stopped_by_deleting(world, response))
+    assert [sent[0] for sent in sent_tasks] == expected, sent_tasks
+
+
+def stopped_by_deleting(world, response) -> list:
+    """Deleting a user or a script stops their running executions (issue 11, finding 8)."""
+    deleted = response.get_json()["data"]["id"]
+    return [
+        execution
+        for execution in world.executions.values()
+        if execution.status == ExecutionStatus.RUNNING
+        and deleted in (str(execution.user_id), str(execution.script_id))
+    ]
 
 
 @pytest.mark.parametrize(("method", "path", "caller", "expected", "make_body"), MATRIX)
@@ -708,7 +722,7 @@ def test_published_archive_downloads(world, sent_tasks):
     )
     assert response.status_code == 200, response.get_json()
     script = response.get_json()["data"]
-    assert (script["slug"], script["status"]) == ("productivity-2-3-2", "PENDING")
+    assert (script["slug"], script["status"]) == ("productivity-2-3-2", "BUILDING")
     assert [task[0] for task in sent_tasks] == ["scripts.build"]
     sent_tasks.clear()
     download = S + "/productivity-2-3-2/download"
