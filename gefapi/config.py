@@ -238,7 +238,11 @@ class Config:
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "swagger.json"
     OPENAPI_SWAGGER_UI_PATH = "api/docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    # Swagger UI from the package's own copy of swagger-ui-dist (gefapi/static/swagger-ui,
+    # Apache-2.0): the page works without internet access. Api._openapi_swagger_ui builds the
+    # address with url_for, so it also works under a path prefix.
+    OPENAPI_SWAGGER_UI_URL = "/static/swagger-ui/"
+    OPENAPI_SWAGGER_UI_CONFIG = {"deepLinking": True, "displayRequestDuration": True}
 
     # First administrator (created by `flask create-admin` / gefapi.sh start).
     ADMIN_EMAIL = env_str("ADMIN_EMAIL")

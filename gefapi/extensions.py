@@ -113,6 +113,19 @@ class Api(SmorestApi):
             self._app.extensions["openapi_document"] = cached
         return cached
 
+    def _openapi_swagger_ui(self):
+        """Swagger UI served from gefapi/static/swagger-ui (a vendored swagger-ui-dist, see
+        its README.md there), never from a CDN: /api/docs works offline."""
+        from flask import render_template, url_for
+
+        return render_template(
+            "swagger_ui.html",
+            title=self.spec.title,
+            spec_url=url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
+            swagger_ui_url=url_for("static", filename="swagger-ui/"),
+            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
+        )
+
     def _openapi_json(self):
         return current_app.response_class(
             json.dumps(self.document(), indent=2), mimetype="application/json"
