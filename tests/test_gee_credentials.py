@@ -683,6 +683,23 @@ def test_deleting_the_account_removes_the_credentials_rows(app, client, gee, hea
         assert db.session.get(GeeCredential, user.id) is None
 
 
+def test_deleting_the_account_through_the_api_forgets_every_credential(
+    app, client, gee, headers, user
+):
+    connect(client, headers)
+    openeo = {"type": "basic", "username": "someone", "password": "openeo secret"}
+    assert client.post(f"{ME}/openeo-credentials", json=openeo, headers=headers).status_code == 200
+    start(client, headers)  # an authorization still pending
+    assert client.delete(ME, headers=headers).status_code == 200
+    with app.app_context():
+        from gefapi.models import OpenEOCredential
+
+        assert db.session.get(GeeCredential, user.id) is None
+        assert db.session.get(OpenEOCredential, user.id) is None
+        pending = select(GeeOAuthState).where(GeeOAuthState.user_id == user.id)
+        assert db.session.scalars(pending).all() == []
+
+
 # Documentation ---------------------------------------------------------------------------------
 
 

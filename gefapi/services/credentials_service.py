@@ -1,7 +1,7 @@
 """What both kinds of per-user credentials share: the execution environment and key rotation."""
 
 from gefapi.extensions import db
-from gefapi.models import Execution
+from gefapi.models import Execution, User
 from gefapi.services import gee_credentials_service, openeo_credentials_service
 
 
@@ -15,6 +15,12 @@ def apply_execution_env(env: dict[str, str], execution: Execution) -> None:
             env.pop(name, None)
         env.update(gee)
     env.update(openeo_credentials_service.execution_env(execution.user_id))
+
+
+def forget(user: User) -> None:
+    """Every stored credential of a user whose account is being deleted. No commit."""
+    gee_credentials_service.forget(user)
+    openeo_credentials_service.forget(user)
 
 
 def reencrypt_all() -> dict[str, int]:

@@ -324,14 +324,19 @@ def set_project(user: User, cloud_project: str | None) -> dict:
 
 def remove(user: User) -> dict:
     """Forget the credentials and the project (and any authorization still pending)."""
+    forget(user)
+    db.session.commit()
+    return status(user)
+
+
+def forget(user: User) -> None:
+    """Delete the user's credentials and pending authorizations. No commit."""
     gone = db.session.execute(
         delete(GeeCredential).where(GeeCredential.user_id == user.id)
     ).rowcount
     db.session.execute(delete(GeeOAuthState).where(GeeOAuthState.user_id == user.id))
-    db.session.commit()
     if gone:
         log.info("Earth Engine credentials removed for user %s", user.id)
-    return status(user)
 
 
 # Test --------------------------------------------------------------------------------------

@@ -57,13 +57,18 @@ def set_credentials(user: User, body: dict) -> dict:
 
 
 def remove(user: User) -> dict:
+    forget(user)
+    db.session.commit()
+    return status(user)
+
+
+def forget(user: User) -> None:
+    """Delete the user's credentials. No commit."""
     gone = db.session.execute(
         delete(OpenEOCredential).where(OpenEOCredential.user_id == user.id)
     ).rowcount
-    db.session.commit()
     if gone:
         log.info("openEO credentials removed for user %s", user.id)
-    return status(user)
 
 
 def execution_env(user_id: uuid.UUID) -> dict[str, str]:

@@ -19,7 +19,13 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import PROFILE_FIELDS, OneTimeToken, OneTimeTokenKind, Role, User
 from gefapi.models.base import utcnow
-from gefapi.services import auth_service, email_service, execution_service, passwords
+from gefapi.services import (
+    auth_service,
+    credentials_service,
+    email_service,
+    execution_service,
+    passwords,
+)
 from gefapi.services.listing import Page, paginate, parse_sort
 from gefapi.tasks import enqueue
 
@@ -180,6 +186,7 @@ def delete(target: User, *, by: User) -> User:
     target.deleted_at = utcnow()
     auth_service.revoke_sessions(target)
     execution_service.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
+    credentials_service.forget(target)
     db.session.commit()
     return target
 
