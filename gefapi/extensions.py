@@ -45,7 +45,10 @@ class ErrorSchema(Schema):
         allow_none=True, metadata={"description": "With account_locked: minutes until unlock"}
     )
     requires_password_reset = fields.Boolean(
-        metadata={"description": "With account_locked: whether only a password reset unlocks"}
+        metadata={
+            "description": "With account_locked: the lock has come back; a password reset "
+            "lifts it at once"
+        }
     )
 
 
