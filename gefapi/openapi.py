@@ -11,9 +11,9 @@ what a client meets is decided outside the route, and is added here once for eve
   operations, 404 where a path names something, 409 where the state can conflict, 413/415 on
   bodies, 429 from the rate limiter, 503 when a dependency is down;
 - the rules the routes apply beyond their schemas, stated as schema constraints so a client
-  (and a fuzzer) knows what is valid: the field names `include`/`exclude` accept, the `sort`
-  allow-lists, the execution statuses, no NUL character in any string, the multipart
-  publish body and the free-form run body.
+  (and a fuzzer) knows what is valid: the `sort` allow-lists, the execution statuses, no NUL
+  character in any string, the multipart publish body and the free-form run body; and the
+  field names `include`/`exclude` know.
 
 `annotate` runs when a blueprint is registered (gefapi.extensions.Api) and records, per
 operation, what the view function tells (auth, the resource it answers with); `finalize` turns
@@ -411,8 +411,10 @@ def _parameter(parameter: dict, endpoint: str | None, fields: list[str] | None) 
     if parameter.get("in") != "query":
         return
     if name in ("include", "exclude") and fields:
-        schema["pattern"] = _names_pattern(fields)
-        parameter["description"] = "Comma-separated field names: " + ", ".join(fields)
+        schema["pattern"] = NO_NUL
+        parameter["description"] = "Comma-separated field names (others are ignored): " + ", ".join(
+            fields
+        )
     elif name == "sort" and endpoint in SORTS:
         allowed = sorted(SORTS[endpoint]())
         schema["pattern"] = (
