@@ -21,7 +21,12 @@ Usage: ./gefapi.sh <command> [args]
   worker         run a Celery worker
   beat           run Celery beat
   shell          a Flask shell with the app loaded
-  create-admin   create the first SUPERADMIN
+  create-admin   create the first SUPERADMIN (--email, --password)
+  set-password EMAIL [--password P]
+                 a new password for an account (a lost admin password), else printed once
+                 These six use the same instance as start (GEFAPI_INSTANCE, ./instance):
+                 its embedded database while start runs, else started for the command;
+                 DATABASE_URL / REDIS_URL when set.
   lint           ruff check + ruff format --check
 USAGE
 }
@@ -45,15 +50,12 @@ ensure_venv() {
   export PATH="$VENV/bin:$PATH"
 }
 
-require_services() {
-  local missing=""
-  [ -n "${DATABASE_URL:-}" ] || missing="$missing DATABASE_URL"
-  [ -n "${REDIS_URL:-}" ] || missing="$missing REDIS_URL"
-  if [ -n "$missing" ]; then
-    echo "gefapi: set$missing first, e.g." >&2
-    echo "  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/gefapi REDIS_URL=redis://127.0.0.1:6379/0 ./gefapi.sh start" >&2
-    exit 2
-  fi
+# migrate, worker, beat, shell and create-admin run against the instance that `start` uses, with
+# the same defaults: whatever is not configured (DATABASE_URL, REDIS_URL) is the embedded one,
+# shared with a running start or started for the command and stopped after it.
+on_instance() {
+  ensure_venv requirements.txt
+  exec python -m gefapi.launcher run "$@"
 }
 
 cmd_start() {
@@ -87,11 +89,12 @@ case "$command" in
   start) cmd_start "$@" ;;
   develop) cmd_develop "$@" ;;
   test) cmd_test "$@" ;;
-  migrate) ensure_venv requirements.txt; require_services; if [ $# -eq 0 ]; then flask db upgrade; else flask db "$@"; fi ;;
-  worker) ensure_venv requirements.txt; require_services; exec celery -A gefapi.celery worker --loglevel=INFO "$@" ;;
-  beat) ensure_venv requirements.txt; require_services; exec celery -A gefapi.celery beat --loglevel=INFO "$@" ;;
-  shell) ensure_venv requirements.txt; require_services; exec flask shell ;;
-  create-admin) ensure_venv requirements.txt; require_services; exec flask create-admin "$@" ;;
+  migrate) if [ $# -eq 0 ]; then on_instance flask db upgrade; else on_instance flask db "$@"; fi ;;
+  worker) on_instance celery -A gefapi.celery worker --loglevel=INFO "$@" ;;
+  beat) on_instance celery -A gefapi.celery beat --loglevel=INFO "$@" ;;
+  shell) on_instance flask shell "$@" ;;
+  create-admin) on_instance flask create-admin "$@" ;;
+  set-password) on_instance flask set-password "$@" ;;
   lint) ensure_venv; ruff check . && ruff format --check . ;;
   help|-h|--help) usage ;;
   *) usage >&2; exit 2 ;;

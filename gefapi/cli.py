@@ -11,6 +11,7 @@ from gefapi.services import auth_service, passwords
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(set_password)
     app.cli.add_command(build_environment)
     app.cli.add_command(prepare_backend)
     app.cli.add_command(stop_local_runs)
@@ -36,7 +37,28 @@ def prepare_backend() -> None:
         try:
             backend.client.images.get(current_app.config["ENVIRONMENT_IMAGE"])
         except docker.errors.ImageNotFound:
-            current_app.cli.commands["build-environment"].main([], standalone_mode=False)
+            try:
+                current_app.cli.commands["build-environment"].main([], standalone_mode=False)
+            except (BackendError, docker.errors.DockerException) as exc:
+                raise EnvironmentImageUnavailable(backend.name, exc) from None
+
+
+class EnvironmentImageUnavailable(click.ClickException):
+    """The engine answers but cannot build the environment image (typically: BASE_IMAGE cannot
+    be pulled, no registry reachable). Exit code 3, which `gefapi.sh start` (gefapi.launcher)
+    reads as "fall back to the local backend" when EXECUTION_BACKEND was not chosen."""
+
+    exit_code = 3
+
+    def __init__(self, backend: str, cause: Exception):
+        config = current_app.config
+        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        super().__init__(
+            f"the Docker engine ({backend} backend) cannot build the environment image "
+            f"{config['ENVIRONMENT_IMAGE']} from BASE_IMAGE={config['BASE_IMAGE']}: {reason}. "
+            "Set BASE_IMAGE to an image this engine has or can pull (docs/configuration.md), "
+            "or EXECUTION_BACKEND=local to run scripts as local processes."
+        )
 
 
 @click.command("stop-local-runs")
@@ -95,6 +117,33 @@ def create_admin(email: str | None, password: str | None) -> None:
     else:
         click.echo(f"Created administrator {email}")
     current_app.logger.info("Created administrator %s", email)
+
+
+@click.command("set-password")
+@click.argument("email")
+@click.option("--password", help="Default: generated and printed once.")
+def set_password(email: str, password: str | None) -> None:
+    """Give an account a new password (e.g. a lost administrator's): lifts a login lock and
+    signs out its sessions."""
+    from gefapi.errors import ValidationError
+    from gefapi.services import user_service
+
+    user = auth_service.find_active_user_by_email(email.lower())
+    if user is None:
+        raise click.ClickException(f"no active account has the email {email}")
+    generated = password is None
+    password = password or passwords.generate_password(20)
+    try:
+        user_service._set_password(user, password)
+    except ValidationError as exc:
+        reasons = " ".join(r for field in (exc.errors or {}).values() for r in field)
+        raise click.ClickException(f"{exc}: {reasons}") from None
+    db.session.commit()
+    if generated:
+        click.echo(f"New password for {user.email}: {password}")
+        click.echo("This password is shown only once.")
+    else:
+        click.echo(f"Password of {user.email} changed")
 
 
 boundaries = AppGroup("boundaries", help="geoBoundaries metadata behind /api/v1/data/boundaries.")

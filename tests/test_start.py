@@ -2,8 +2,10 @@
 database as broker, the local backend (no Docker engine reachable). Driven over HTTP."""
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -44,25 +46,44 @@ SCRIPTS = {
 }
 
 
+def nothing_configured(port: int) -> dict:
+    """This process's environment less every setting a fresh clone would not have."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            ("DATABASE_URL", "REDIS_URL", "CELERY_", "EXECUTION_", "TEST_", "SMTP_", "GEFAPI_")
+        )
+    }
+    env.update(
+        PORT=str(port),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        GEFAPI_VENV=str(Path(sys.executable).parent.parent),
+        ADMIN_EMAIL=ADMIN["email"],
+        ADMIN_PASSWORD=ADMIN["password"],
+        RECONCILE_SECONDS="1",
+        EXECUTION_REPORT_GRACE_SECONDS="1",
+    )
+    return env
+
+
+def gefapi_sh(clone: Path, port: int, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """`./gefapi.sh <args>` in the clone with nothing configured, its output as text."""
+    return subprocess.run(
+        ["./gefapi.sh", *args],
+        cwd=clone,
+        env=nothing_configured(port),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 class Service:
     def __init__(self, clone: Path, port: int):
         self.url = f"http://127.0.0.1:{port}"
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(
-                ("DATABASE_URL", "REDIS_URL", "CELERY_", "EXECUTION_", "TEST_", "SMTP_")
-            )
-        }
-        env.update(
-            PORT=str(port),
-            DOCKER_HOST="unix:///nonexistent/docker.sock",
-            GEFAPI_VENV=str(Path(sys.executable).parent.parent),
-            ADMIN_EMAIL=ADMIN["email"],
-            ADMIN_PASSWORD=ADMIN["password"],
-            RECONCILE_SECONDS="1",
-            EXECUTION_REPORT_GRACE_SECONDS="1",
-        )
+        env = nothing_configured(port)
         self.log = open(clone / "start.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             ["./gefapi.sh", "start"], cwd=clone, env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -155,8 +176,41 @@ def test_fresh_clone_starts_with_nothing_configured(clone_folder):
     clone = clone_folder / "gefapi"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     port = free_port()
+
+    # A taken port: refused at once, naming PORT, before anything is spawned.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        refused = gefapi_sh(clone, port, "start")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"port {port}" in refused.stdout and "PORT=" in refused.stdout
+    assert not (clone / "instance" / "postgres").exists()
+
     service = Service(clone, port)
     try:
+        # A clean start warns about nothing (no XDG_RUNTIME_DIR, Celery as root, ...).
+        started = (clone / "start.log").read_text()
+        assert not re.search(r"\w+Warning\b", started), started
+
+        # A second start on the same instance folder says where the first one is.
+        second = gefapi_sh(clone, port, "start")
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "already running" in second.stdout
+        assert f"pid {service.process.pid}" in second.stdout and service.url in second.stdout
+
+        # The operator commands use the running instance's embedded database.
+        for args in (["migrate"], ["migrate", "check"]):
+            done = gefapi_sh(clone, port, *args)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert "No new upgrade operations" in done.stdout + done.stderr
+        admin = gefapi_sh(clone, port, "create-admin")
+        assert admin.returncode == 0 and "already exists" in admin.stdout, admin.stderr
+        lines = "from gefapi.models import User\nprint('ADMINS', [u.email for u in User.query])\n"
+        shell = gefapi_sh(clone, port, "shell", stdin=lines)
+        assert shell.returncode == 0, shell.stderr
+        assert f"ADMINS ['{ADMIN['email']}']" in shell.stdout
+        assert requests.get(service.url + "/api-health", timeout=30).status_code == 200
+
         ok = publish(service, "ok")
         done = finished(service, run(service, ok, a=2, b=40))
         assert done["status"] == "FINISHED" and done["results"] == {"sum": 42}
@@ -175,6 +229,10 @@ def test_fresh_clone_starts_with_nothing_configured(clone_folder):
         assert not running(pid), "cancel kills the script's process"
     finally:
         service.stop()
+
+    # Stopped: a command starts the embedded database for itself, and stops it after.
+    check = gefapi_sh(clone, port, "migrate", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
 
     # A second start reuses the data: the same administrator and scripts are there.
     again = Service(clone, port)
