@@ -127,6 +127,12 @@ def test_webhooks_from_the_worker_across_a_restart_and_metrics_move(stack, user,
         assert response.status_code == 201, response.text
         job_id = response.json()["jobID"]
         user.wait(f"/api/v1/execution/{job_id}", lambda e: e["status"] == "RUNNING")
+        # The READY and RUNNING deliveries are out (a worker killed in the middle of a send
+        # would send it again: at least once, de-duplicated by X-Gefapi-Delivery).
+        user.wait(
+            f"/api/v1/webhook/deliveries?execution_id={job_id}",
+            lambda rows: len(rows) == 4 and all(r["state"] == "DELIVERED" for r in rows),
+        )
         stack.kill("worker")  # the worker dies; the runtime reports FINISHED meanwhile
         try:
             assert user.finished(job_id)["status"] == "FINISHED"
@@ -154,7 +160,8 @@ def test_webhooks_from_the_worker_across_a_restart_and_metrics_move(stack, user,
         assert {(d["state"], d["attempts"]) for d in deliveries} == {("DELIVERED", 1)}
         assert metric(stack.url, "gefapi_executions", status="FINISHED") > finished_before
         deadline = time.time() + 60  # the worker probes the engine every ENGINE_PROBE_SECONDS
-        while metric(stack.url, "gefapi_engine_up", backend="swarm") != 1:
+        backend = stack.env["EXECUTION_BACKEND"]
+        while metric(stack.url, "gefapi_engine_up", backend=backend) != 1:
             assert time.time() < deadline, "no engine probe"
             time.sleep(1)
     finally:
