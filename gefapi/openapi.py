@@ -182,7 +182,10 @@ RUN_PARAMETERS = [
 
 # Constraints the services apply to request body fields, by component and property.
 BODY_RULES = {
-    "ExecutionUpdate": {"minProperties": 1},
+    "ExecutionUpdate": {
+        "description": "Give `status`, `progress` or `results`.",
+        "anyOf": [{"required": ["status"]}, {"required": ["progress"]}, {"required": ["results"]}],
+    },
     "EmailSend": {
         "description": "Give `text`, `html` or both.",
         "properties": {
@@ -522,6 +525,9 @@ def _forbid_nul(schemas: dict, names: set[str]) -> None:
         _no_nul_strings(schemas[name])
 
 
+ANNOTATIONS = frozenset({"description", "title", "default", "nullable", "example"})
+
+
 def _no_nul_strings(schema) -> None:
     if isinstance(schema, list):
         for item in schema:
@@ -531,6 +537,16 @@ def _no_nul_strings(schema) -> None:
         return
     if _free_text(schema):
         schema["pattern"] = NO_NUL
+    # Unknown body fields are ignored, but a NUL in one is still refused; so is one in a value
+    # the schema leaves free (a Raw field).
+    if schema.get("type") == "object" and schema.get("additionalProperties", True) is True:
+        schema["additionalProperties"] = {"$ref": "#/components/schemas/JsonValue"}
+    for name, prop in schema.get("properties", {}).items():
+        if isinstance(prop, dict) and prop.keys() <= ANNOTATIONS:
+            schema["properties"][name] = {
+                **prop,
+                "allOf": [{"$ref": "#/components/schemas/JsonValue"}],
+            }
     for key, value in schema.items():
-        if key != "$ref":
+        if key not in ("$ref", "additionalProperties"):
             _no_nul_strings(value)
