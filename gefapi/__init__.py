@@ -12,6 +12,10 @@ from gefapi.jsonprovider import OrjsonProvider
 
 def create_app(config: type | Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    # A path with a trailing slash answers exactly as the path without it, for every method
+    # (CONTRACT section 1): matched as it is, never redirected (a 308 would make clients resend
+    # a POST body). Set before any route is added: each rule takes the map's setting then.
+    app.url_map.strict_slashes = False
     app.json = OrjsonProvider(app)
     app.config.from_object(Config)
     if isinstance(config, Mapping):

@@ -133,7 +133,7 @@ def test_oversized_upload_is_413(client, make_user, auth, monkeypatch, app, stor
 
 def test_links_inside_the_archive_are_fine(client, make_user, auth):
     archive = hostile(lambda t: member(t, "src/alias.py", type=tarfile.SYMTYPE, linkname="main.py"))
-    assert data(publish(client, auth(make_user(Role.ADMIN)), archive))["status"] == "PENDING"
+    assert data(publish(client, auth(make_user(Role.ADMIN)), archive))["status"] == "BUILDING"
 
 
 def test_extract_stays_inside_a_fresh_folder(tmp_path):

@@ -200,7 +200,7 @@ def test_cli_publish_tail_and_republish(client, make_user, login, app):
     assert response.status_code == 200
     script_id = response.get_json()["data"]["id"]
     info = client.get(f"/api/v1/script/{script_id}?include=logs", headers=headers).get_json()
-    assert info["data"]["logs"] == [] and info["data"]["status"] == "PENDING"
+    assert info["data"]["logs"] == [] and info["data"]["status"] == "BUILDING"
     with app.app_context():
         db.session.add(ScriptLog(script_id=script_id, text="Step 1/5 : FROM environment"))
         db.session.commit()

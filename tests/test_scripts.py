@@ -42,7 +42,7 @@ def test_publish_stores_the_archive_and_enqueues_a_build(
     archive = script_archive(configuration)
     script = data(publish(client, auth(admin), archive))
     assert script["slug"] == "productivity-2-3-2"
-    assert script["status"] == "PENDING"
+    assert script["status"] == "BUILDING"
     assert (script["cpu_reservation"], script["cpu_limit"]) == (5e8, 1e9)
     assert (script["memory_reservation"], script["memory_limit"]) == (2_000_000_000, 4_000_000_000)
     assert script["environment_version"] == "2.3.0"
@@ -115,7 +115,7 @@ def test_republish_builds_again_under_the_same_slug(client, admin, auth, sent_ta
     assert (updated["name"], updated["cpu_limit"], updated["status"]) == (
         "a new name",
         2e9,
-        "PENDING",
+        "BUILDING",
     )
     assert [name for name, *_ in sent_tasks] == ["scripts.build", "scripts.build"]
     assert sent_tasks[0][1] != sent_tasks[1][1]

@@ -44,7 +44,8 @@ class Script(db.Model):
     slug: Mapped[str] = mapped_column(String(255), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ScriptStatus.PENDING)
+    # PENDING is only a build's (ScriptBuild.status); a script is BUILDING from its publish.
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ScriptStatus.BUILDING)
     public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     restricted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     allowed_roles: Mapped[list[str]] = mapped_column(

@@ -3,7 +3,7 @@
 import functools
 from datetime import UTC, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from gefapi.errors import ValidationError as AppValidationError
 
@@ -57,7 +57,40 @@ class QueryDateTime(fields.Field):
 
 
 class StrictSchema(Schema):
-    """Request bodies: unknown keys are an error."""
+    """Request bodies, read tolerantly (CONTRACT section 1): unknown keys are ignored and `""` for
+    an optional field is that field not given (the admin UIs post fields of their own and `""`
+    for every blank select). Known fields with a wrong type or value are still a 400.
+
+    REFUSED names fields of the resource that this body may not set (a user's own `role`, an
+    execution's `user_id`): those are a 400 naming the field, never silently dropped, so a
+    client never believes a change was made.
+    """
+
+    REFUSED: frozenset[str] = frozenset()
+
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def _tolerate(self, data, **kwargs):
+        if not isinstance(data, dict):
+            return data  # the field checks refuse it
+        refused = sorted(name for name in self.REFUSED & data.keys() if data[name] != "")
+        if refused:
+            raise ValidationError({name: ["This field may not be set here."] for name in refused})
+        return {key: value for key, value in data.items() if not self._blank_optional(key, value)}
+
+    def _blank_optional(self, key: str, value) -> bool:
+        if value != "":
+            return False
+        field = next(
+            (f for name, f in self.load_fields.items() if (f.data_key or name) == key), None
+        )
+        return (
+            field is not None
+            and not field.required
+            and not isinstance(field, fields.Raw)  # any JSON: "" is a value there
+        )
 
 
 class QuerySchema(Schema):
@@ -107,16 +140,13 @@ class ResourceSchema(Schema):
 
     @classmethod
     def expand(cls, value: str | None) -> set[str]:
+        """The declared fields that include/exclude names. Unknown names are ignored (CONTRACT
+        section 1: the admin UI asks for fields of the legacy server's), so they never name an
+        internal attribute either: only declared fields are ever dumped."""
         names = set()
         for name in split_names(value):
             names.update(cls.ALIASES.get(name, (name,)))
-        unknown = sorted(names - set(cls._declared_fields))
-        if unknown:
-            raise AppValidationError(
-                "Unknown field names in include/exclude",
-                errors={"include": [f"Unknown field: {name}" for name in unknown]},
-            )
-        return names
+        return names & cls._declared_fields.keys()
 
     @classmethod
     def for_request(cls, include: str | None = None, exclude: str | None = None, many=False):
@@ -127,7 +157,7 @@ class ResourceSchema(Schema):
 @functools.lru_cache(maxsize=512)
 def _schema(cls: type[Schema], exclude: tuple[str, ...], many: bool) -> Schema:
     """Schemas are stateless once built, and building one per request costs as much as a dump.
-    The key holds only known field names (expand refuses others), so the cache stays small."""
+    The key holds only declared field names (expand drops others), so the cache stays small."""
     return cls(exclude=exclude, many=many)
 
 

@@ -9,6 +9,7 @@ from gefapi.schemas.common import (
     Timestamp,
     timestamp,
 )
+from gefapi.schemas.script import Description, ScriptStatusField
 from gefapi.schemas.user import UserSummarySchema
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -47,8 +48,8 @@ class ExecutionScriptSchema(ResourceSchema):
     id = fields.UUID()
     name = fields.String()
     slug = fields.String()
-    description = fields.String()
-    status = fields.String()
+    description = Description()
+    status = ScriptStatusField()
 
 
 class ExecutionSchema(ResourceSchema):
@@ -86,6 +87,11 @@ class ExecutionListArgs(ListArgs):
 
 
 class ExecutionUpdateSchema(StrictSchema):
+    # Fields of the execution that only the server sets (CONTRACT 6: status, progress, results).
+    REFUSED = frozenset(
+        {"id", "script_id", "user_id", "start_date", "end_date", "params", "deleted"}
+    )
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     progress = fields.Float(allow_nan=False)
     results = fields.Raw(allow_none=True)
@@ -104,5 +110,6 @@ def is_plain_log_line(line) -> bool:
         and line.keys() <= {"text", "level"}
         and type(line.get("text")) is str
         and len(line["text"]) <= LOG_TEXT_MAX
-        and type(line.get("level", "")) is str
+        and type(line.get("level", "INFO")) is str
+        and line.get("level") != ""  # "" is the level not given: the schema's default
     )

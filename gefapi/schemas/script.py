@@ -11,6 +11,28 @@ from gefapi.schemas.common import (
 )
 from gefapi.schemas.user import UserSummarySchema
 
+# What te_schemas' ScriptStatus knows, and so every answer holds (CONTRACT 5).
+ANSWERED_STATUSES = ("BUILDING", "SUCCESS", "FAIL")
+
+
+class ScriptStatusField(fields.String):
+    """A script's status as clients see it: a build still queued (PENDING, stored by older
+    releases) is already BUILDING (CONTRACT 5; te_schemas refuses any other value)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {"enum": list(ANSWERED_STATUSES)})
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return "BUILDING" if value in (None, "PENDING") else str(value)
+
+
+class Description(fields.String):
+    """Always a string, `""` when none: te_schemas' RemoteScript refuses null (CONTRACT 5)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return "" if value is None else str(value)
+
 
 class ScriptLogSchema(ResourceSchema):
     id = fields.Integer()
@@ -34,11 +56,11 @@ class ScriptSchema(ResourceSchema):
     id = fields.UUID()
     name = fields.String()
     slug = fields.String()
-    description = fields.String()
+    description = Description()
     created_at = Timestamp()
     updated_at = Timestamp()
     user_id = fields.UUID()
-    status = fields.String()
+    status = ScriptStatusField()
     public = fields.Boolean()
     restricted = fields.Boolean()
     cpu_reservation = fields.Float()
@@ -64,7 +86,8 @@ class ScriptSchema(ResourceSchema):
 
 
 class ScriptListArgs(ListArgs):
-    status = fields.String(validate=validate.OneOf(["PENDING", "BUILDING", "SUCCESS", "FAIL"]))
+    # PENDING, the name older releases stored for a queued build, is the same as BUILDING.
+    status = fields.String(validate=validate.OneOf(["PENDING", *ANSWERED_STATUSES]))
     public = fields.Boolean()
 
 

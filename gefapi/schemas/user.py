@@ -1,4 +1,4 @@
-from marshmallow import fields, validate
+from marshmallow import fields, post_load, validate
 
 from gefapi.models import Role
 from gefapi.schemas.common import ListArgs, QuerySchema, ResourceSchema, StrictSchema, Timestamp
@@ -98,12 +98,25 @@ class ProfileSchema(StrictSchema):
 
 class UserCreateSchema(ProfileSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    name = _text(120, min_length=1, required=True)
+    name = _text(
+        120,
+        min_length=1,
+        metadata={"description": "Default: the part of the email before the @ (CONTRACT 4)"},
+    )
     password = fields.String(validate=validate.Length(max=128))
     role = fields.String(validate=validate.OneOf(ROLES))
 
+    @post_load
+    def _default_name(self, data, **kwargs):
+        """The original admin UI creates users without a name."""
+        if data.get("name") is None:
+            data["name"] = data["email"].rsplit("@", 1)[0][:120]
+        return data
+
 
 class UserUpdateMeSchema(ProfileSchema):
+    # Never raised or restored through one's own profile (CONTRACT 2, 4: fixes W3).
+    REFUSED = frozenset({"role", "max_concurrent_executions", "deleted", "is_plugin_user"})
     # The plugin sends the email back unchanged; a different one is refused by the service.
     email = fields.Email()
     # The original web UI changes the password this way (needs a fresh login).
@@ -113,6 +126,8 @@ class UserUpdateMeSchema(ProfileSchema):
 
 class UserUpdateSchema(ProfileSchema):
     """What administrators may change on someone's account."""
+
+    REFUSED = frozenset({"password", "deleted", "is_plugin_user"})
 
     email = fields.Email()
     role = fields.String(validate=validate.OneOf(ROLES))

@@ -105,7 +105,10 @@ def list_scripts(
     *, by: User, page=None, per_page=None, sort=None, status=None, public=None
 ) -> Page:
     query = select(Script).where(~Script.deleted, visible_clause(by))
-    if status:
+    if status in (ScriptStatus.PENDING, ScriptStatus.BUILDING):
+        # A queued build is BUILDING (CONTRACT 5); older releases stored it as PENDING.
+        query = query.where(Script.status.in_([ScriptStatus.PENDING, ScriptStatus.BUILDING]))
+    elif status:
         query = query.where(Script.status == status)
     if public is not None:
         query = query.where(Script.public if public else ~Script.public)
@@ -194,7 +197,9 @@ def _start_build(script: Script, archive: BinaryIO) -> Script:
         base_image=environment_image(script),
         legacy=script.uses_legacy_environment,
     )
-    script.status = ScriptStatus.PENDING
+    # BUILDING from the moment of publish (CONTRACT 5: te_schemas knows no other status of a
+    # build under way); the build itself stays PENDING until a worker takes it.
+    script.status = ScriptStatus.BUILDING
     script.build_error = None
     db.session.add(build)
     db.session.flush()
