@@ -85,6 +85,10 @@ def prepare_environment(instance: Path, *, quiet: bool = False) -> dict:
     env.setdefault("SECRET_KEY", persistent_secret(instance))
     env.setdefault("FLASK_APP", "main")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # Everything of this instance in its folder, also when GEFAPI_INSTANCE moves it away from
+    # the app's own instance folder: a second instance shares no archives and no builds.
+    env.setdefault("STORAGE_URL", str(instance / "storage"))
+    env.setdefault("LOCAL_BACKEND_DIR", str(instance / "local"))
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_database(instance / "postgres")
     if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
