@@ -40,6 +40,29 @@ def server_url() -> str:
     return _SERVER["url"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_name_lookups():
+    """Tests send traffic only to loopback: a host name other than localhost (a fuzzed webhook
+    URL, say) must fail here rather than reach the machine's resolver."""
+    import ipaddress
+
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in (None, "localhost"):
+            try:
+                ipaddress.ip_address(name.strip("[]").split("%")[0])
+            except ValueError:
+                raise socket.gaierror(
+                    socket.EAI_NONAME, f"tests look up no names: {name}"
+                ) from None
+        return real(host, *args, **kwargs)
+
+    with mock.patch.object(socket, "getaddrinfo", loopback_only):
+        yield
+
+
 def docker_ok() -> bool:
     try:
         import docker
