@@ -265,10 +265,10 @@ def _fresh_rate_limits(app):
 def sent_tasks(monkeypatch):
     """Tasks sent after commit. Email tasks really run (eagerly, over SMTP); the build, dispatch
     and stop tasks, which need the worker's container engine, are recorded here instead."""
-    import gefapi.tasks
+    import gefapi.queue
 
     sent = []
-    deliver = gefapi.tasks.deliver
+    deliver = gefapi.queue.deliver
 
     def record(task, args, kwargs):
         if task.name.startswith("email."):
@@ -276,7 +276,7 @@ def sent_tasks(monkeypatch):
         else:
             sent.append((task.name, *args))
 
-    monkeypatch.setattr(gefapi.tasks, "deliver", record)
+    monkeypatch.setattr(gefapi.queue, "deliver", record)
     return sent
 
 

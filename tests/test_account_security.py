@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-import gefapi.tasks
+import gefapi.queue
 from gefapi.extensions import db
 from gefapi.models import FailedLogins, OneTimeToken, Role, User
 from gefapi.models.base import utcnow
@@ -43,7 +43,7 @@ def queued(monkeypatch):
     """Every task the request sends, recorded and not run: the request path on its own, as
     with a real broker."""
     sent = []
-    monkeypatch.setattr(gefapi.tasks, "deliver", lambda task, args, kw: sent.append((task, args)))
+    monkeypatch.setattr(gefapi.queue, "deliver", lambda task, args, kw: sent.append((task, args)))
     return sent
 
 

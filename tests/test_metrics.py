@@ -71,7 +71,7 @@ def test_executions_by_status_and_queue_move(client, make_user, make_script, mak
 
 
 def test_celery_tasks_sent_are_counted(client, make_user, make_script, auth, app, monkeypatch):
-    import gefapi.tasks
+    import gefapi.queue
 
     user = make_user()
     script = make_script(make_user(Role.ADMIN), public=True)
@@ -80,7 +80,7 @@ def test_celery_tasks_sent_are_counted(client, make_user, make_script, auth, app
     from celery import signals
 
     monkeypatch.setattr(
-        gefapi.tasks,
+        gefapi.queue,
         "deliver",
         lambda task, args, kwargs: (
             sent.append(task.name),

@@ -18,6 +18,7 @@ from gefapi.executors.base import BackendError, BackendUnavailable, BuildSpec
 from gefapi.extensions import db
 from gefapi.models import Script, ScriptBuild, ScriptLog, ScriptStatus
 from gefapi.models.base import utcnow
+from gefapi.queue import send_now
 from gefapi.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,6 @@ def _worker_lost_before():
 def recover_stale() -> None:
     """Periodic: builds whose message was lost (PENDING a minute on) or whose worker died
     (BUILDING past BUILD_STALE_SECONDS) are sent again; building is idempotent."""
-    from gefapi.tasks import deliver
-    from gefapi.tasks.scripts import build_script
-
     stale = db.session.scalars(
         select(ScriptBuild.id)
         .where(
@@ -208,4 +206,4 @@ def recover_stale() -> None:
     ).all()
     db.session.rollback()
     for build_id in stale:
-        deliver(current_app.extensions["celery"].tasks[build_script.name], (str(build_id),), {})
+        send_now("scripts.build", str(build_id))

@@ -8,15 +8,14 @@ from sqlalchemy import func, select
 from gefapi.errors import ValidationError
 from gefapi.extensions import db
 from gefapi.models import User
-from gefapi.tasks import enqueue
+from gefapi.queue import enqueue
 
 
 def _queue(messages: list[dict]) -> None:
-    from gefapi.tasks.email import send_email
 
     batch = current_app.config["EMAIL_BATCH_SIZE"]
     for start in range(0, len(messages), batch):
-        enqueue(send_email, messages[start : start + batch])
+        enqueue("email.send", messages[start : start + batch])
 
 
 def _message(user: User, subject: str, text: str, html: str | None = None) -> dict:

@@ -28,6 +28,7 @@ from gefapi.models.execution import (
     ScriptExecutionTotal,
     StatusLog,
 )
+from gefapi.queue import enqueue
 from gefapi.services import client_service, script_service
 from gefapi.services.listing import (
     Page,
@@ -37,7 +38,6 @@ from gefapi.services.listing import (
     part_counts,
     poll_logs,
 )
-from gefapi.tasks import enqueue
 
 SORTABLE = {
     "start_date": Execution.start_date,
@@ -102,8 +102,6 @@ def run(
     client_header: str | None = None,
 ) -> Execution:
     """A PENDING execution, committed, with its dispatch enqueued."""
-    from gefapi.tasks.executions import dispatch_execution
-
     if idempotency_key:
         existing = _by_idempotency_key(by, idempotency_key)
         if existing is not None:
@@ -134,7 +132,7 @@ def run(
         if existing is None:
             raise
         return existing
-    enqueue(dispatch_execution, str(execution.id))
+    enqueue("executions.dispatch", str(execution.id))
     db.session.commit()
     return execution
 
@@ -420,13 +418,11 @@ def cancel_active(*, reason: str, user_id=None, script_id=None) -> int:
 def _request_cancel(execution: Execution, reason: str) -> None:
     """Before dispatch: straight to CANCELLED. After: CANCELLING, and the stop task ends it
     with `reason`."""
-    from gefapi.tasks.executions import stop_execution
-
     if execution.status == ExecutionStatus.PENDING and execution.backend_handle is None:
         transition(execution, ExecutionStatus.CANCELLED, detail=f"{reason}, before dispatch")
     elif execution.status != ExecutionStatus.CANCELLING:
         transition(execution, ExecutionStatus.CANCELLING, detail=reason)
-        enqueue(stop_execution, str(execution.id))
+        enqueue("executions.stop", str(execution.id))
 
 
 def delete(execution_id: str, *, caller: Caller) -> Execution:

@@ -23,9 +23,9 @@ from gefapi.errors import (
 )
 from gefapi.extensions import db
 from gefapi.models import Role, Script, ScriptBuild, ScriptLog, ScriptStatus, User
+from gefapi.queue import enqueue
 from gefapi.services.listing import Page, paginate, parse_sort, poll_logs
 from gefapi.storage import get_storage
-from gefapi.tasks import enqueue
 
 SORTABLE = {
     "created_at": Script.created_at,
@@ -187,7 +187,6 @@ def update(ref: str, upload: BinaryIO | None, *, by: User) -> Script:
 
 def _start_build(script: Script, archive: BinaryIO) -> Script:
     from gefapi.services.build_service import environment_image
-    from gefapi.tasks.scripts import build_script
 
     build = ScriptBuild(
         id=uuid.uuid4(),
@@ -205,7 +204,7 @@ def _start_build(script: Script, archive: BinaryIO) -> Script:
     db.session.flush()
     storage = get_storage()
     storage.put(build.archive_key, archive)
-    enqueue(build_script, str(build.id))
+    enqueue("scripts.build", str(build.id))
     try:
         db.session.commit()
     except Exception:

@@ -19,6 +19,7 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import PROFILE_FIELDS, OneTimeToken, OneTimeTokenKind, Role, User
 from gefapi.models.base import utcnow
+from gefapi.queue import enqueue
 from gefapi.services import (
     auth_service,
     credentials_service,
@@ -27,7 +28,6 @@ from gefapi.services import (
     passwords,
 )
 from gefapi.services.listing import Page, paginate, parse_sort
-from gefapi.tasks import enqueue
 
 RECOVERY_MESSAGE = "If an account with that email exists, a password recovery email has been sent."
 SORTABLE = {
@@ -204,9 +204,7 @@ def _set_password(user: User, password: str, field: str = "password") -> None:
 def recover_password(ref: str, *, legacy: bool) -> str:
     """The same answer and the same work for every `ref`, so that neither tells which emails
     have accounts: the lookup, the token and the email happen in a background task."""
-    from gefapi.tasks.email import send_recovery
-
-    enqueue(send_recovery, ref, legacy)
+    enqueue("email.recovery", ref, legacy)
     db.session.commit()
     return RECOVERY_MESSAGE
 

@@ -4,7 +4,7 @@ Targets: the OGC `subscriber` of an execution (successUri on FINISHED, failedUri
 CANCELLED, inProgressUri on every other change) and the owner's own webhook URL (every change).
 `on_status_change` runs inside execution_service.transition, in the caller's transaction: it
 records one delivery per target and event, sent by the worker once that transaction commits
-(gefapi.tasks.enqueue). A delivery is claimed before it is sent, so a redelivered task or the
+(gefapi.queue.enqueue). A delivery is claimed before it is sent, so a redelivered task or the
 retry sweep never sends it twice at once; it is retried with exponential backoff and recorded
 (state, attempts, last status code or error). Targets in private, loopback, link-local or other
 non-global ranges are refused, at submission and again when sent, unless an operator
@@ -39,8 +39,8 @@ from gefapi.models.webhook import (
     UserWebhook,
     WebhookDelivery,
 )
+from gefapi.queue import enqueue
 from gefapi.schemas.common import timestamp
-from gefapi.tasks import enqueue
 
 EVENT = "execution.status_changed"
 SUBSCRIBER_KEY = "gefapi.webhooks.subscriber"
@@ -195,8 +195,6 @@ TARGETS = text(
 def on_status_change(execution: Execution) -> None:
     """Record a delivery per target of this status change; sent after commit. One query when
     nobody listens."""
-    from gefapi.tasks.webhooks import deliver_webhook
-
     user_url, success_uri, in_progress_uri, failed_uri = db.session.execute(
         TARGETS, {"user_id": execution.user_id, "execution_id": execution.id}
     ).one()
@@ -221,7 +219,7 @@ def on_status_change(execution: Execution) -> None:
             next_attempt_at=utcnow(),
         )
         db.session.add(delivery)
-        enqueue(deliver_webhook, str(delivery.id))
+        enqueue("webhooks.deliver", str(delivery.id))
 
 
 def payload(execution: Execution) -> dict:
@@ -354,8 +352,6 @@ def _record(delivery_id: str, state: str, *, status_code=None, error=None, due=N
 def retry_due() -> int:
     """Send again what is due: retries after backoff, and deliveries whose task was lost (a
     worker restart, a broker hiccup). The claim in `deliver` keeps each send single."""
-    from gefapi.tasks.webhooks import deliver_webhook
-
     grace = timedelta(seconds=current_app.config["WEBHOOK_SWEEP_GRACE_SECONDS"])
     ids = db.session.scalars(
         select(WebhookDelivery.id)
@@ -367,6 +363,6 @@ def retry_due() -> int:
         .limit(current_app.config["WEBHOOK_SWEEP_BATCH"])
     ).all()
     for delivery_id in ids:
-        enqueue(deliver_webhook, str(delivery_id))
+        enqueue("webhooks.deliver", str(delivery_id))
     db.session.commit()  # sends the tasks
     return len(ids)
