@@ -68,12 +68,19 @@ def test_listed_recipients_by_id_or_email(client, auth, people, mailbox, app):
         {"subject": "x", "text": "x", "recipients": []},
         {"subject": "x", "text": "x", "recipients": ["not an id"]},
         {"subject": "x", "text": "x", "recipients": [1, 2]},
-        {"subject": "x", "text": "x", "recipients": "all", "bcc": "me@x.org"},
     ],
 )
 def test_invalid_requests_send_nothing(client, auth, people, mailbox, body):
     assert_error(client.post("/api/v1/email", json=body, headers=auth(people["admin"])), 400)
     assert mailbox.messages == []
+
+
+def test_an_unknown_field_is_ignored_never_obeyed(client, auth, people, mailbox):
+    """Tolerant input (CONTRACT section 1): a `bcc` is not a field, so nobody gets a copy."""
+    body = {"subject": "x", "text": "x", "recipients": "all", "bcc": "me@x.org"}
+    assert client.post("/api/v1/email", json=body, headers=auth(people["admin"])).status_code == 200
+    assert "me@x.org" not in recipients(mailbox)
+    assert all("Bcc" not in message for message in mailbox.messages)
 
 
 def test_users_cannot_send(client, auth, people, mailbox):
