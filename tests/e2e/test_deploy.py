@@ -280,6 +280,18 @@ def test_admin_compose_service_migrates_an_empty_database(client, api_image, dat
         finally:
             engine.dispose()
         assert [(email, str(role)) for email, role in users] == [("root@deploy.test", "SUPERADMIN")]
+
+        # The Trends.Earth habit: `up -d`, then commands through `exec` in the running container.
+        up = compose(*admin, "up", "-d", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        current = compose(*admin, "exec", "-T", "admin", "flask", "db", "current", env=env)
+        assert current.returncode == 0, current.stdout + current.stderr
+        assert "(head)" in current.stdout
+        running = client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+        assert len(running) == 1
+        running[0].stop(timeout=30)  # TERM ends the idle command at once: exit 0, not a kill
+        running[0].reload()
+        assert running[0].attrs["State"]["ExitCode"] == 0
     finally:
         compose(*admin, "down", "--remove-orphans", env=env)
     left = client.containers.list(
