@@ -339,11 +339,11 @@ def make_execution(app):
 @pytest.fixture
 def runtime_headers(app):
     """Authorization headers of an execution's own runtime token."""
-    from gefapi.services import auth_service
+    from gefapi.services import execution_login
 
     def headers(execution) -> dict:
         with app.app_context():
-            return {"Authorization": f"Bearer {auth_service.runtime_token(execution)}"}
+            return {"Authorization": f"Bearer {execution_login.runtime_token(execution)}"}
 
     return headers
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionStatus, Role, User
-from gefapi.services import execution_service
+from gefapi.services import execution_state
 from tests.conftest import add_script, own_database
 from tests.helpers import counted_totals, stored_totals
 
@@ -55,7 +55,7 @@ def churn(app, user_id, script_id, build_id, errors: list) -> None:
                     execution = db.session.scalar(
                         select(Execution).where(Execution.id == execution_id).with_for_update()
                     )
-                    execution_service.transition(execution, status)
+                    execution_state.transition(execution, status)
                     db.session.commit()
                 if n % 3 == 0:
                     db.session.get(Execution, execution_id).deleted = True

@@ -190,17 +190,6 @@ def issue_tokens(user: User, refresh: RefreshToken | None = None, *, fresh: bool
     }
 
 
-def runtime_token(execution) -> str:
-    """A token for the code inside one execution: that execution only, for its maximum runtime."""
-    from gefapi.auth import EXECUTION_SCOPE
-
-    return create_access_token(
-        identity=str(execution.user_id),
-        expires_delta=timedelta(seconds=current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600),
-        additional_claims={"scope": EXECUTION_SCOPE, "execution_id": str(execution.id)},
-    )
-
-
 def refresh(raw_token: str, *, rotate: bool = False) -> dict:
     from gefapi.services import execution_login
 

@@ -18,8 +18,8 @@ from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, ScriptBuild, User
 from gefapi.models.base import utcnow
 from gefapi.models.execution import TERMINAL_STATUSES, StatusLog
-from gefapi.services import auth_service, execution_login
-from gefapi.services.execution_service import transition
+from gefapi.services import execution_login
+from gefapi.services.execution_state import transition
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -123,7 +123,7 @@ def runtime_env(execution: Execution) -> dict[str, str]:
     env = {
         "EXECUTION_ID": str(execution.id),
         "API_URL": config["EXECUTION_API_URL"].rstrip("/"),
-        "API_TOKEN": auth_service.runtime_token(execution),
+        "API_TOKEN": execution_login.runtime_token(execution),
         "ENV": "prod",
     }
     if config.get("API_ENVIRONMENT_USER") and config.get("LEGACY_ENVIRONMENT_PASSWORD"):

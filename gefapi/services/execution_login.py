@@ -1,4 +1,5 @@
-"""Per-execution logins for legacy environment images (CONTRACT section 10).
+"""An execution's own credentials: its token (`API_TOKEN`, CONTRACT section 9) and the
+per-execution login of legacy environment images (CONTRACT section 10).
 
 gefcore logs in with `API_USER`/`API_PASSWORD` instead of reading `API_TOKEN`. Each execution
 gets its own pair, and `/auth` with it answers tokens scoped to that one execution, exactly as
@@ -17,7 +18,9 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
+from flask_jwt_extended import create_access_token
 
+from gefapi.auth import EXECUTION_SCOPE
 from gefapi.errors import InvalidCredentials
 from gefapi.extensions import db
 from gefapi.models import Execution, User
@@ -66,8 +69,6 @@ def refresh(raw_token: str) -> dict | None:
 
 
 def tokens(execution: Execution) -> dict:
-    from gefapi.services.auth_service import runtime_token
-
     lifetime = current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600
     return {
         "access_token": runtime_token(execution),
@@ -75,6 +76,15 @@ def tokens(execution: Execution) -> dict:
         "user_id": str(execution.user_id),
         "expires_in": lifetime,
     }
+
+
+def runtime_token(execution) -> str:
+    """A token for the code inside one execution: that execution only, for its maximum runtime."""
+    return create_access_token(
+        identity=str(execution.user_id),
+        expires_delta=timedelta(seconds=current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600),
+        additional_claims={"scope": EXECUTION_SCOPE, "execution_id": str(execution.id)},
+    )
 
 
 def _active_execution(execution_id: str) -> Execution | None:

@@ -23,13 +23,13 @@ from gefapi.models import Execution, ExecutionLog, ExecutionStatus, Script, Scri
 from gefapi.models.base import utcnow
 from gefapi.models.execution import (
     TERMINAL_STATUSES,
-    UNFINISHED_STATUSES,
     ExecutionTotal,
     ScriptExecutionTotal,
     StatusLog,
 )
 from gefapi.queue import enqueue
 from gefapi.services import client_service, script_service
+from gefapi.services.execution_state import request_cancel, transition
 from gefapi.services.listing import (
     Page,
     paginate,
@@ -307,29 +307,6 @@ def update(execution_id: str, changes: dict, *, caller: Caller) -> Execution:
     return execution
 
 
-def transition(execution: Execution, status: ExecutionStatus, detail: str | None = None) -> None:
-    """Move the execution and write its status-log row; notify the owner of the outcome. No
-    commit: the caller's transaction holds both."""
-    log = execution.transition_to(status)
-    if log is None:
-        return
-    log.detail = detail
-    db.session.add(log)
-    from gefapi.services import webhook_service
-
-    webhook_service.on_status_change(execution)  # who asked to be told: sent after commit
-    if status in (ExecutionStatus.FINISHED, ExecutionStatus.FAILED):
-        _notify_owner(execution)
-
-
-def _notify_owner(execution: Execution) -> None:
-    from gefapi.services import email_service
-
-    owner = db.session.get(User, execution.user_id)
-    if owner is not None and owner.email_notifications_enabled and not owner.deleted:
-        email_service.send_execution_outcome(owner, execution)
-
-
 def _changes_anything(execution: Execution, changes: dict) -> bool:
     if "status" in changes and changes["status"] != execution.status:
         return True
@@ -395,34 +372,9 @@ def cancel(execution_id: str, *, caller: Caller) -> tuple[Execution, str]:
     previous = execution.status
     if execution.is_finished:
         raise ExecutionFinished(f"Execution {execution.id} is already {execution.status}")
-    _request_cancel(execution, "Cancelled on request")
+    request_cancel(execution, "Cancelled on request")
     db.session.commit()
     return execution, previous
-
-
-def cancel_active(*, reason: str, user_id=None, script_id=None) -> int:
-    """Cancel every unfinished execution of a user or of a script (being deleted), with
-    `reason`. No commit: the caller's transaction holds the deletion and the cancellations."""
-    condition = Execution.user_id == user_id if user_id else Execution.script_id == script_id
-    executions = db.session.scalars(
-        select(Execution)
-        .where(condition, Execution.status.in_(UNFINISHED_STATUSES))
-        .order_by(Execution.user_id)  # the totals' rows locked in one order (see the trigger)
-        .with_for_update()
-    ).all()
-    for execution in executions:
-        _request_cancel(execution, reason)
-    return len(executions)
-
-
-def _request_cancel(execution: Execution, reason: str) -> None:
-    """Before dispatch: straight to CANCELLED. After: CANCELLING, and the stop task ends it
-    with `reason`."""
-    if execution.status == ExecutionStatus.PENDING and execution.backend_handle is None:
-        transition(execution, ExecutionStatus.CANCELLED, detail=f"{reason}, before dispatch")
-    elif execution.status != ExecutionStatus.CANCELLING:
-        transition(execution, ExecutionStatus.CANCELLING, detail=reason)
-        enqueue("executions.stop", str(execution.id))
 
 
 def delete(execution_id: str, *, caller: Caller) -> Execution:

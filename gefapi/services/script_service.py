@@ -24,6 +24,7 @@ from gefapi.errors import (
 from gefapi.extensions import db
 from gefapi.models import Role, Script, ScriptBuild, ScriptLog, ScriptStatus, User
 from gefapi.queue import enqueue
+from gefapi.services import execution_state
 from gefapi.services.listing import Page, paginate, parse_sort, poll_logs
 from gefapi.storage import get_storage
 
@@ -389,11 +390,9 @@ def delete(ref: str, *, by: User) -> Script:
     """Soft delete: executions keep their history, the slug is free again."""
     if not by.is_admin:
         raise PermissionDenied("Only administrators delete scripts")
-    from gefapi.services import execution_service  # it imports this module
-
     script = get_for_change(ref, by=by)
     script.deleted = True
-    execution_service.cancel_active(script_id=script.id, reason="Its script was deleted")
+    execution_state.cancel_active(script_id=script.id, reason="Its script was deleted")
     db.session.commit()
     return script
 

@@ -24,7 +24,7 @@ from gefapi.services import (
     auth_service,
     credentials_service,
     email_service,
-    execution_service,
+    execution_state,
     passwords,
 )
 from gefapi.services.listing import Page, paginate, parse_sort
@@ -185,7 +185,7 @@ def delete(target: User, *, by: User) -> User:
     target.deleted = True
     target.deleted_at = utcnow()
     auth_service.revoke_sessions(target)
-    execution_service.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
+    execution_state.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
     credentials_service.forget(target)
     db.session.commit()
     return target

@@ -2,7 +2,7 @@
 
 Targets: the OGC `subscriber` of an execution (successUri on FINISHED, failedUri on FAILED or
 CANCELLED, inProgressUri on every other change) and the owner's own webhook URL (every change).
-`on_status_change` runs inside execution_service.transition, in the caller's transaction: it
+`on_status_change` runs inside execution_state.transition, in the caller's transaction: it
 records one delivery per target and event, sent by the worker once that transaction commits
 (gefapi.queue.enqueue). A delivery is claimed before it is sent, so a redelivered task or the
 retry sweep never sends it twice at once; it is retried with exponential backoff and recorded
@@ -182,7 +182,7 @@ def _drop_subscriber(session):
     session.info.pop(SUBSCRIBER_KEY, None)
 
 
-# Recording (inside execution_service.transition) ------------------------------------------
+# Recording (inside execution_state.transition) ------------------------------------------
 
 TARGETS = text(
     "SELECT (SELECT url FROM user_webhooks WHERE user_id = :user_id), "
