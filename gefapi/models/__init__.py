@@ -23,10 +23,10 @@ from gefapi.models.token import OneTimeToken, OneTimeTokenKind, RefreshToken, Re
 from gefapi.models.user import PROFILE_FIELDS, Role, User, UserClient
 
 __all__ = [
-    "Artifact",
-    "ArtifactPolicy",
     "PROFILE_FIELDS",
     "RELEASE_TYPES",
+    "Artifact",
+    "ArtifactPolicy",
     "Boundary",
     "BoundaryUnit",
     "Execution",
