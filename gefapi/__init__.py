@@ -45,7 +45,8 @@ def _init_extensions(app: Flask) -> None:
     )
     from gefapi.auth import register_jwt_callbacks
     from gefapi.errors import register_error_handlers
-    from gefapi.extensions import Api, db, jwt, limiter, migrate
+    from gefapi.extensions import db, jwt, limiter, migrate
+    from gefapi.openapi import Api
     from gefapi.storage import storage_from_config
     from gefapi.tasks import celery_init_app
 

@@ -1,6 +1,5 @@
 """Extensions, created unbound; create_app() binds them."""
 
-import json
 import time
 from datetime import timedelta
 
@@ -9,12 +8,9 @@ from flask import current_app
 from flask_jwt_extended.config import config as jwt_config
 from flask_limiter import Limiter
 from flask_migrate import Migrate
-from flask_smorest import Api as SmorestApi
 from flask_sqlalchemy import SQLAlchemy
 from marshmallow import INCLUDE, Schema, fields
 from sqlalchemy import MetaData
-
-from gefapi.errors import handle_http_exception
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,56 +79,6 @@ def _expired(claims: dict) -> bool:
     if isinstance(leeway, timedelta):
         leeway = leeway.total_seconds()
     return claims["exp"] + leeway <= time.time()
-
-
-class Api(SmorestApi):
-    """flask-smorest with the contract's error shape, and the document completed by
-    gefapi.openapi (security, error answers, the rules the routes apply)."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-    def handle_http_exception(self, error):
-        return handle_http_exception(error)
-
-    def register_blueprint(self, blp, *, parameters=None, **options):
-        """flask-smorest's, with each operation annotated from its view function between
-        the blueprint's registration in the app and in the document."""
-        from gefapi import openapi
-
-        name = options.get("name", blp.name)
-        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
-        self._app.register_blueprint(blp, **options)
-        openapi.annotate(self._app, blp, name)
-        blp.register_views_in_doc(self, self._app, self.spec, name=name, parameters=parameters)
-        self.spec.tag({"name": name, "description": blp.description})
-
-    def document(self) -> dict:
-        """The OpenAPI document as served at /swagger.json."""
-        from gefapi import openapi
-
-        cached = self._app.extensions.get("openapi_document")
-        if cached is None:
-            cached = openapi.finalize(self.spec.to_dict(), self._app.config)
-            self._app.extensions["openapi_document"] = cached
-        return cached
-
-    def _openapi_swagger_ui(self):
-        """Swagger UI served from gefapi/static/swagger-ui (a vendored swagger-ui-dist, see
-        its README.md there), never from a CDN: /api/docs works offline."""
-        from flask import render_template, url_for
-
-        return render_template(
-            "swagger_ui.html",
-            title=self.spec.title,
-            spec_url=url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
-            swagger_ui_url=url_for("static", filename="swagger-ui/"),
-            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
-        )
-
-    def _openapi_json(self):
-        return current_app.response_class(
-            json.dumps(self.document(), indent=2), mimetype="application/json"
-        )
 
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))

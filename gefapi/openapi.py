@@ -15,7 +15,7 @@ what a client meets is decided outside the route, and is added here once for eve
   character in any string, the multipart publish body and the free-form run body; and the
   field names `include`/`exclude` know.
 
-`annotate` runs when a blueprint is registered (gefapi.extensions.Api) and records, per
+`annotate` runs when a blueprint is registered (`Api` below) and records, per
 operation, what the view function tells (auth, the resource it answers with); `finalize` turns
 that into the document when /swagger.json is served.
 """
@@ -23,7 +23,14 @@ that into the document when /swagger.json is served.
 import copy
 import functools
 import inspect
+import json
 import re
+
+from flask import current_app, render_template, url_for
+from flask_smorest import Api as SmorestApi
+
+from gefapi.errors import handle_http_exception
+from gefapi.extensions import ErrorSchema
 
 BEARER = "bearerAuth"
 QUERY_TOKEN = "queryToken"
@@ -550,3 +557,47 @@ def _no_nul_strings(schema) -> None:
     for key, value in schema.items():
         if key not in ("$ref", "additionalProperties"):
             _no_nul_strings(value)
+
+
+class Api(SmorestApi):
+    """flask-smorest with the contract's error shape, and the document completed here
+    (security, error answers, the rules the routes apply)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        return handle_http_exception(error)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """flask-smorest's, with each operation annotated from its view function between
+        the blueprint's registration in the app and in the document."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        annotate(self._app, blp, name)
+        blp.register_views_in_doc(self, self._app, self.spec, name=name, parameters=parameters)
+        self.spec.tag({"name": name, "description": blp.description})
+
+    def document(self) -> dict:
+        """The OpenAPI document as served at /swagger.json."""
+        cached = self._app.extensions.get("openapi_document")
+        if cached is None:
+            cached = finalize(self.spec.to_dict(), self._app.config)
+            self._app.extensions["openapi_document"] = cached
+        return cached
+
+    def _openapi_swagger_ui(self):
+        """Swagger UI served from gefapi/static/swagger-ui (a vendored swagger-ui-dist, see
+        its README.md there), never from a CDN: /api/docs works offline."""
+        return render_template(
+            "swagger_ui.html",
+            title=self.spec.title,
+            spec_url=url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
+            swagger_ui_url=url_for("static", filename="swagger-ui/"),
+            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
+        )
+
+    def _openapi_json(self):
+        return current_app.response_class(
+            json.dumps(self.document(), indent=2), mimetype="application/json"
+        )

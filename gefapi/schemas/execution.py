@@ -2,14 +2,15 @@ from marshmallow import fields, validate
 
 from gefapi.models import ExecutionStatus
 from gefapi.schemas.common import (
+    Description,
     ListArgs,
     QueryDateTime,
     ResourceSchema,
+    ScriptStatusField,
     StrictSchema,
     Timestamp,
     timestamp,
 )
-from gefapi.schemas.script import Description, ScriptStatusField
 from gefapi.schemas.user import UserSummarySchema
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -2,36 +2,17 @@ from marshmallow import fields, validate
 
 from gefapi.models import Role
 from gefapi.schemas.common import (
+    ANSWERED_STATUSES,
+    Description,
     ListArgs,
     QueryDateTime,
     QuerySchema,
     ResourceSchema,
+    ScriptStatusField,
     StrictSchema,
     Timestamp,
 )
 from gefapi.schemas.user import UserSummarySchema
-
-# What te_schemas' ScriptStatus knows, and so every answer holds (CONTRACT 5).
-ANSWERED_STATUSES = ("BUILDING", "SUCCESS", "FAIL")
-
-
-class ScriptStatusField(fields.String):
-    """A script's status as clients see it: a build still queued (PENDING, stored by older
-    releases) is already BUILDING (CONTRACT 5; te_schemas refuses any other value)."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {"enum": list(ANSWERED_STATUSES)})
-        super().__init__(**kwargs)
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return "BUILDING" if value in (None, "PENDING") else str(value)
-
-
-class Description(fields.String):
-    """Always a string, `""` when none: te_schemas' RemoteScript refuses null (CONTRACT 5)."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return "" if value is None else str(value)
 
 
 class ScriptLogSchema(ResourceSchema):
