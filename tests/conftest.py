@@ -2,13 +2,17 @@
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from unittest import mock
 
 import psycopg2
 import pytest
+import requests
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
@@ -179,6 +183,27 @@ class Mailbox:
 
     def to(self, address: str) -> list:
         return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3-compatible server on loopback (S3 is outside this machine)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait()
 
 
 @pytest.fixture(scope="session")

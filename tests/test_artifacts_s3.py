@@ -13,13 +13,12 @@ import requests
 from gefapi.services import artifact_service
 from gefapi.storage.s3 import S3Storage
 from tests.helpers import data
-from tests.test_runtime_env import s3_endpoint  # noqa: F401  (the moto server fixture)
 
 BODY = os.urandom(3000)
 
 
 @pytest.fixture
-def bucket(app, monkeypatch, s3_endpoint):  # noqa: F811
+def bucket(app, monkeypatch, s3_endpoint):
     for key, value in {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",

@@ -2,40 +2,14 @@
 
 import gzip
 import json
-import subprocess
-import sys
-import time
 
 import boto3
 import pytest
-import requests
 
 from gefapi.auth import EXECUTION_SCOPE
 from gefapi.extensions import db
 from gefapi.models import Execution
 from gefapi.services import dispatch_service
-from tests.conftest import free_port
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3-compatible server on loopback (S3 is outside this machine)."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
-    yield url
-    server.terminate()
-    server.wait()
 
 
 @pytest.fixture

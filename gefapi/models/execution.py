@@ -22,6 +22,16 @@ class ExecutionStatus(StrEnum):
 
 
 S = ExecutionStatus
+# The same statuses in OGC API - Processes' words (its jobs and the webhooks' payloads).
+OGC_STATUS = {
+    S.PENDING: "accepted",
+    S.READY: "accepted",
+    S.RUNNING: "running",
+    S.FINISHED: "successful",
+    S.FAILED: "failed",
+    S.CANCELLING: "dismissed",
+    S.CANCELLED: "dismissed",
+}
 TERMINAL_STATUSES = frozenset({S.FINISHED, S.FAILED, S.CANCELLED})
 UNFINISHED_STATUSES = frozenset(set(S) - TERMINAL_STATUSES)
 

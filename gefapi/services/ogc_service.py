@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gefapi.errors import NotFound, ScriptNotFound, ValidationError
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionStatus, Script, ScriptStatus, User
-from gefapi.models.execution import StatusLog
+from gefapi.models.execution import OGC_STATUS, StatusLog
 from gefapi.services import execution_service, script_service, webhook_service
 from gefapi.services.execution_service import Caller, ExecutionFinished
 
@@ -33,17 +33,8 @@ REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
 
 S = ExecutionStatus
-STATUS = {
-    S.PENDING: "accepted",
-    S.READY: "accepted",
-    S.RUNNING: "running",
-    S.FINISHED: "successful",
-    S.FAILED: "failed",
-    S.CANCELLING: "dismissed",
-    S.CANCELLED: "dismissed",
-}
 NATIVE = {}
-for _native, _ogc in STATUS.items():
+for _native, _ogc in OGC_STATUS.items():
     NATIVE.setdefault(_ogc, []).append(_native.value)
 MESSAGES = {
     S.PENDING: "Queued",
@@ -232,7 +223,7 @@ def status_info(
         "jobID": str(execution.id),
         "processID": process_id,
         "type": "process",
-        "status": "dismissed" if dismissed else STATUS[status],
+        "status": "dismissed" if dismissed else OGC_STATUS[status],
         "message": message or MESSAGES[status],
         "created": rfc3339(execution.start_date),
         "started": rfc3339(execution.dispatched_at),
@@ -304,7 +295,7 @@ def results(job_id: str, *, caller: Caller) -> Execution:
     if execution.status == S.FINISHED:
         return execution
     if execution.is_finished or execution.status == S.CANCELLING:
-        raise JobFailed(f"Job {execution.id} is {STATUS[ExecutionStatus(execution.status)]}")
+        raise JobFailed(f"Job {execution.id} is {OGC_STATUS[ExecutionStatus(execution.status)]}")
     raise ResultNotReady(f"Job {execution.id} is not finished")
 
 

@@ -33,6 +33,7 @@ from gefapi.errors import ValidationError
 from gefapi.extensions import db
 from gefapi.models import Execution, ExecutionStatus, User
 from gefapi.models.base import utcnow
+from gefapi.models.execution import OGC_STATUS
 from gefapi.models.webhook import (
     DeliveryState,
     ExecutionSubscriber,
@@ -45,15 +46,6 @@ from gefapi.schemas.common import timestamp
 EVENT = "execution.status_changed"
 SUBSCRIBER_KEY = "gefapi.webhooks.subscriber"
 S = ExecutionStatus
-OGC_STATUS = {
-    S.PENDING: "accepted",
-    S.READY: "accepted",
-    S.RUNNING: "running",
-    S.FINISHED: "successful",
-    S.FAILED: "failed",
-    S.CANCELLING: "dismissed",
-    S.CANCELLED: "dismissed",
-}
 
 
 class TargetRefused(ValidationError):

@@ -6,8 +6,6 @@ single-engine backend."""
 
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -15,10 +13,8 @@ import uuid
 import boto3
 import docker
 import pytest
-import requests
 
 from tests.archives import script_archive
-from tests.conftest import free_port
 from tests.e2e.conftest import ADMIN, Client, Stack, base_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -55,30 +51,15 @@ def legacy_image(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def s3_url():
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
+def s3_url(s3_endpoint):
     boto3.client(
         "s3",
-        endpoint_url=url,
+        endpoint_url=s3_endpoint,
         aws_access_key_id="server",
         aws_secret_access_key="server",
         region_name="us-east-1",
     ).create_bucket(Bucket="te-params")
-    yield url
-    server.terminate()
-    server.wait()
+    return s3_endpoint
 
 
 @pytest.fixture(scope="module", params=["swarm", "docker"])
