@@ -9,6 +9,8 @@ from flask.views import MethodView
 from flask_jwt_extended import current_user
 
 from gefapi.auth import login_required
+from gefapi.errors import PermissionDenied
+from gefapi.models import Role
 from gefapi.routes import Blueprint
 from gefapi.schemas.common import envelope
 from gefapi.schemas.credentials import (
@@ -41,8 +43,18 @@ blp = Blueprint(
 USER_REF = "`me`, or (ADMIN) a user's id or email."
 
 
-def _target(user_ref: str):
-    return user_service.resolve(user_ref, by=current_user)
+def _target(user_ref: str, *, change: bool = False):
+    """Whose credentials: ADMINs read anyone's; changing another administrator's is a
+    SUPERADMIN's, as changing their account is (CONTRACT section 4)."""
+    target = user_service.resolve(user_ref, by=current_user)
+    if (
+        change
+        and target.id != current_user.id
+        and target.is_admin
+        and not current_user.has_role(Role.SUPERADMIN)
+    ):
+        raise PermissionDenied("Only a SUPERADMIN may change another administrator's credentials")
+    return target
 
 
 # Earth Engine ------------------------------------------------------------------------------
@@ -60,7 +72,7 @@ class GeeCredentials(MethodView):
     @blp.documents(GeeCredentialsSchema)
     def delete(self, user_ref):
         """Remove the Earth Engine credentials and cloud project"""
-        return envelope(gee_credentials_service.remove(_target(user_ref)))
+        return envelope(gee_credentials_service.remove(_target(user_ref, change=True)))
 
 
 @blp.route("/user/<user_ref>/gee-credentials/project")
@@ -70,7 +82,7 @@ class GeeProject(MethodView):
     @blp.documents(GeeCredentialsSchema)
     def patch(self, body, user_ref):
         """Set the Google Cloud project Earth Engine runs under (GEE_CLOUD_PROJECT)"""
-        target = _target(user_ref)
+        target = _target(user_ref, change=True)
         return envelope(gee_credentials_service.set_project(target, body["cloud_project"]))
 
 
@@ -81,7 +93,7 @@ class GeeServiceAccount(MethodView):
     @blp.documents(GeeCredentialsSchema)
     def post(self, body, user_ref):
         """Use a service-account key for Earth Engine (replaces any OAuth credentials)"""
-        target = _target(user_ref)
+        target = _target(user_ref, change=True)
         key = body["service_account_key"]
         return envelope(gee_credentials_service.set_service_account(target, key))
 
@@ -173,13 +185,14 @@ class OpenEOCredentials(MethodView):
     @blp.documents(OpenEOCredentialsSchema)
     def post(self, body, user_ref):
         """Set openEO credentials (`basic` or `oidc_refresh_token`), replacing any"""
-        return envelope(openeo_credentials_service.set_credentials(_target(user_ref), body))
+        target = _target(user_ref, change=True)
+        return envelope(openeo_credentials_service.set_credentials(target, body))
 
     @login_required
     @blp.documents(OpenEOCredentialsSchema)
     def delete(self, user_ref):
         """Remove the openEO credentials"""
-        return envelope(openeo_credentials_service.remove(_target(user_ref)))
+        return envelope(openeo_credentials_service.remove(_target(user_ref, change=True)))
 
 
 # Operators ---------------------------------------------------------------------------------
