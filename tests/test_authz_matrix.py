@@ -1,34 +1,55 @@
 """Who may call what: every registered endpoint x every kind of caller (CONTRACT.md 2-6, 9).
 
 Each call carries a valid body, so authorization is the only reason for an answer other than 200
-(202 for a cancel, 409 where a row says the execution's state forbids the call): 401 for a missing
-token or one that does not open this endpoint, 403 for an authenticated caller without the right,
-404 for an object the caller may not see. A refused call must leave the database, the stored
-archives and the outgoing mail untouched, and send no task.
+(201 for an OGC execute, 202 for a cancel, 409 where a row says the execution's state forbids the
+call, 400 where a row says why): 401 for a missing token or one that does not open this endpoint,
+403 for an authenticated caller without the right, 404 for an object the caller may not see. A
+refused call must leave the database, the stored archives and artifacts and the outgoing mail
+untouched, and send no task. Under /ogc errors are RFC 7807 problem details.
 
 Callers: anonymous, `self` (the USER who owns the scripts and executions the calls are about),
 another USER, an ADMIN, a SUPERADMIN, and the runtime token of an execution (section 9: it opens
 its own execution's GET, PATCH and POST log, nothing else). On the execution endpoints a seventh
 caller holds the runtime token of another execution of the same user. On endpoints open to anyone
-(/auth, registration, password recovery, health) a runtime token is not needed and changes nothing.
+(/auth, registration, password recovery, health, public news and boundaries, signed artifact links,
+the OGC landing page, metrics, the OAuth browser callback) a runtime token is not needed and changes
+nothing.
 """
 
+import functools
 import io
 import json
 import re
+import string
 import tarfile
 import uuid
 from datetime import timedelta
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from gefapi.extensions import db
 from gefapi.models import ExecutionStatus, Role, ScriptBuild
 from gefapi.models.base import utcnow
+from gefapi.models.webhook import DeliveryState, WebhookDelivery
+from gefapi.schemas.news import NewsCreateBody
+from gefapi.services import (
+    artifact_service,
+    boundary_service,
+    gee_credentials_service,
+    news_service,
+    openeo_credentials_service,
+    webhook_service,
+)
+from gefapi.services.execution_service import Caller
 from gefapi.storage import LocalStorage
 from tests.helpers import database_state, stored_files
+from tests.oauth_standin import Provider
 
 PASSWORD = "matrix password 0123"
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -41,6 +62,14 @@ EXECUTION_CALLERS = (*CALLERS, ELSEWHERE)
 # Registered rules that are documentation, not API.
 NOT_API = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
 RESULTS = {"area_km2": 42.5, "layers": ["sdg"]}
+ARTIFACT_NAME, ARTIFACT, NEW_ARTIFACT = "map.tif", b"a raster of the matrix", b"its next version"
+# Webhook targets are IP literals in an allow-listed documentation range: tests look up no names.
+WEBHOOK_NETWORK, WEBHOOK_URL = "192.0.2.0/24", "http://192.0.2.10/hook"
+# Earth Engine against the local OAuth stand-in (tests/oauth_standin.py), never Google.
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "matrix.apps.example.org", "matrix-client-secret"
+OAUTH_REDIRECT_URI = "http://localhost/api/v1/gee-oauth/callback"
+GEE_PROJECT = "matrix-ee-project"
+BOUNDARIES = Path(__file__).parent / "data" / "geoboundaries" / "gbOpen_meta.json"
 
 
 # Script archives -------------------------------------------------------------------------------
@@ -75,8 +104,48 @@ class Upload:
         }
 
 
+class Raw:
+    """A file's bytes as the raw body (artifact uploads)."""
+
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def request(self) -> dict:
+        return {"data": self.content, "content_type": "application/octet-stream"}
+
+
+class Query:
+    """Arguments in the query string (the provider's redirect of the browser)."""
+
+    def __init__(self, **args):
+        self.args = args
+
+    def request(self) -> dict:
+        return {"query_string": self.args}
+
+
 def request_kwargs(body) -> dict:
-    return body.request() if isinstance(body, Upload) else {"json": body}
+    return body.request() if isinstance(body, Upload | Raw | Query) else {"json": body}
+
+
+@functools.cache
+def service_account_key() -> tuple[dict, object]:
+    """An Earth Engine service-account key the OAuth stand-in knows (made once: RSA is slow)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    key = {
+        "type": "service_account",
+        "project_id": GEE_PROJECT,
+        "private_key_id": "matrix",
+        "private_key": pem,
+        "client_email": f"runner@{GEE_PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+    }
+    return key, private.public_key()
 
 
 # Accounts, objects and requests ----------------------------------------------------------------
@@ -143,16 +212,104 @@ class World:
         return self.accounts[SELF]
 
     def path(self, template: str) -> str:
-        return template.format(
-            subject=self.subject.id,
-            subject_email=quote(self.subject.email, safe=""),
-            other=self.accounts[OTHER].id,
-            peer_admin=self.accounts["peer_admin"].id,
-            superadmin=self.accounts[SUPER].id,
-            script_slug=self.scripts["script"].slug,
-            **{name: script.id for name, script in self.scripts.items()},
-            **{name: execution.id for name, execution in self.executions.items()},
-        )
+        """The path a template names; the objects only some rows need are made on first use
+        (so before the call: test_authorization takes the path first)."""
+        values = {
+            "subject": lambda: self.subject.id,
+            "subject_email": lambda: quote(self.subject.email, safe=""),
+            "other": lambda: self.accounts[OTHER].id,
+            "peer_admin": lambda: self.accounts["peer_admin"].id,
+            "superadmin": lambda: self.accounts[SUPER].id,
+            "script_slug": lambda: self.scripts["script"].slug,
+            "news": lambda: self.news["news"],
+            "admin_news": lambda: self.news["admin_news"],
+            "lang": lambda: "fr",
+            "artifact": lambda: self.artifact[0],
+            "artifact_name": lambda: self.artifact and ARTIFACT_NAME,
+            "artifact_link": lambda: self.artifact[1],
+            **{name: lambda s=script: s.id for name, script in self.scripts.items()},
+            **{name: lambda e=execution: e.id for name, execution in self.executions.items()},
+        }
+        names = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+        return template.format(**{name: values[name]() for name in names})
+
+    @functools.cached_property
+    def news(self) -> dict:
+        """A published news item with a French translation, and one meant for ADMINs only."""
+        with self.app.app_context():
+            admin = self.accounts[ADMIN]
+            bodies = {
+                "news": {
+                    "title": "New release",
+                    "message": "Version **2.3** is out.",
+                    "translations": {"fr": {"title": "Nouvelle version", "message": "Sortie."}},
+                },
+                "admin_news": {"title": "Admins only", "message": "x", "target_roles": ["ADMIN"]},
+            }
+            return {
+                name: news_service.create(NewsCreateBody().load(body), by=admin).id
+                for name, body in bodies.items()
+            }
+
+    @functools.cached_property
+    def artifact(self) -> tuple[uuid.UUID, str]:
+        """An artifact of `execution` (uploaded as an ADMIN may): its id and its signed link's
+        query."""
+        with self.app.app_context():
+            artifact = artifact_service.upload(
+                self.executions["execution"].id,
+                name=ARTIFACT_NAME,
+                stream=io.BytesIO(ARTIFACT),
+                length=len(ARTIFACT),
+                media_type=None,
+                caller=Caller(self.accounts[ADMIN]),
+            )
+            return artifact.id, urlsplit(artifact.url).query
+
+    @functools.cached_property
+    def delivery(self) -> uuid.UUID:
+        """A webhook delivery of the subject's finished execution."""
+        with self.app.app_context():
+            delivery = WebhookDelivery(
+                id=uuid.uuid4(),
+                execution_id=self.executions["finished"].id,
+                user_id=self.subject.id,
+                url=WEBHOOK_URL,
+                event=webhook_service.EVENT,
+                payload={"status": "FINISHED"},
+                state=DeliveryState.DELIVERED,
+                attempts=1,
+                last_status_code=200,
+                delivered_at=utcnow(),
+            )
+            db.session.add(delivery)
+            db.session.commit()
+            return delivery.id
+
+    @functools.cached_property
+    def boundaries(self) -> None:
+        """geoBoundaries metadata, as `flask boundaries import` stores it."""
+        with self.app.app_context():
+            boundary_service.import_document(json.loads(BOUNDARIES.read_text()))
+
+    def set_gee_credentials(self) -> None:
+        """The subject's Earth Engine service-account key (the stand-in knows it)."""
+        with self.app.app_context():
+            gee_credentials_service.set_service_account(self.subject, service_account_key()[0])
+
+    def set_openeo_credentials(self) -> None:
+        with self.app.app_context():
+            openeo_credentials_service.set_credentials(self.subject, openeo_basic())
+
+    def oauth_redirect(self) -> dict:
+        """The code and state the provider sends the browser back with, for an authorization
+        the subject started."""
+        with self.app.app_context():
+            auth_url = gee_credentials_service.initiate(self.subject)["auth_url"]
+        answer = requests.get(auth_url, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text
+        query = parse_qs(urlsplit(answer.headers["Location"]).query)
+        return {"code": query["code"][0], "state": query["state"][0]}
 
     def login(self, name: str) -> dict:
         body = {"email": self.accounts[name].email, "password": PASSWORD}
@@ -206,10 +363,41 @@ class World:
         return response.get_json()["data"]
 
 
+@pytest.fixture(scope="module")
+def oauth_provider():
+    """The local stand-in for Google's OAuth and Earth Engine endpoints."""
+    provider = Provider(OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET).start()
+    key, public = service_account_key()
+    provider.service_accounts[key["client_email"]] = public
+    provider.projects.add(GEE_PROJECT)
+    yield provider
+    provider.stop()
+
+
 @pytest.fixture
 def world(
-    app, client, make_user, mailbox, make_script, make_execution, runtime_headers, storage_root
+    app,
+    client,
+    make_user,
+    mailbox,
+    make_script,
+    make_execution,
+    runtime_headers,
+    storage_root,
+    oauth_provider,
+    monkeypatch,
 ):
+    for key, value in {
+        "GOOGLE_OAUTH_CLIENT_ID": OAUTH_CLIENT_ID,
+        "GOOGLE_OAUTH_CLIENT_SECRET": OAUTH_CLIENT_SECRET,
+        "GOOGLE_OAUTH_AUTHORIZATION_URI": oauth_provider.authorize_url,
+        "GOOGLE_OAUTH_TOKEN_URI": oauth_provider.token_url,
+        "GOOGLE_OAUTH_REDIRECT_URI": OAUTH_REDIRECT_URI,
+        "GEE_CREDENTIALS_TEST_URL": oauth_provider.test_url,
+        "GEE_HTTP_TIMEOUT_SECONDS": 10,
+        "WEBHOOK_ALLOWED_NETWORKS": [WEBHOOK_NETWORK],
+    }.items():
+        monkeypatch.setitem(app.config, key, value)
     factories = (make_script, make_execution, runtime_headers)
     return World(app, client, make_user, mailbox, factories, storage_root)
 
@@ -217,6 +405,13 @@ def world(
 def assert_error_shape(response, status: int) -> None:
     body = response.get_json()
     assert isinstance(body, dict), response.data[:200]
+    if response.request.path.startswith("/ogc"):
+        # RFC 7807 problem details: the contract's keys but for detail's aliases msg and message.
+        assert response.mimetype == "application/problem+json", response.headers
+        assert {"type", "title", "status", "detail", "error_code", "instance"} <= body.keys(), body
+        assert body["status"] == status == response.status_code, body
+        assert isinstance(body["error_code"], str) and body["error_code"], body
+        return
     assert {"status", "detail", "error_code", "msg", "message"} <= body.keys(), body
     assert body["status"] == status == response.status_code, body
     assert body["msg"] == body["message"] == body["detail"], body
@@ -225,13 +420,30 @@ def assert_error_shape(response, status: int) -> None:
 
 # Valid bodies ----------------------------------------------------------------------------------
 
-ARGUMENTS = {"user": "<user_ref>", "script": "<script_ref>", "execution": "<execution_id>"}
+# The rule argument a placeholder fills, by the path segment before it.
+ARGUMENTS = {
+    "user": "<user_ref>",
+    "script": "<script_ref>",
+    "execution": "<execution_id>",
+    "news": "<news_id>",
+    "translations": "<lang>",
+    "artifacts": "<name>",
+    "artifact": "<artifact_id>",
+    "processes": "<process_id>",
+    "jobs": "<job_id>",
+}
+# Rules whose argument is named unlike the others of their family.
+RULE_NAMES = {
+    "/api/v1/script/<script_ref>/artifact-policy": "/api/v1/script/<script>/artifact-policy",
+    "/api/v1/artifact/<artifact_id>/{artifact_name}": "/api/v1/artifact/<artifact_id>/<name>",
+}
 
 
 def rule_of(template: str) -> str:
     """The url_map rule a path template calls."""
     path = template.split("?")[0]
-    return re.sub(r"/(user|script|execution)/\{\w+\}", lambda m: f"/{m[1]}/{ARGUMENTS[m[1]]}", path)
+    rule = re.sub(r"/([\w-]+)/\{\w+\}", lambda m: f"/{m[1]}/{ARGUMENTS[m[1]]}", path)
+    return RULE_NAMES.get(rule, rule)
 
 
 def registration(world, **extra):
@@ -260,6 +472,12 @@ BODIES = {
         "text": "Hello there",
         "recipients": [w.subject.email],
     },
+    # The subject's own authorization: only they complete it on the logged-in callback.
+    ("POST", "/api/v1/user/me/gee-oauth/callback"): lambda w: w.oauth_redirect(),
+    ("POST", "/api/v1/gee-oauth/callback"): lambda w: w.oauth_redirect(),
+    ("GET", "/api/v1/gee-oauth/callback"): lambda w: Query(**w.oauth_redirect()),
+    ("POST", "/api/v1/user/me/gee-oauth/initiate"): lambda w: {},
+    ("GET", "/api/v1/webhook/deliveries"): lambda w: w.delivery and None,
 }
 # By (method, rule), for every object the rule is called on.
 RULE_BODIES = {
@@ -275,7 +493,43 @@ RULE_BODIES = {
         "text": "Halfway there",
         "level": "INFO",
     },
+    ("POST", "/api/v1/admin/news"): lambda w: {"title": "Webinar", "message": "Join *us*"},
+    ("PUT", "/api/v1/admin/news/<news_id>"): lambda w: {"title": "Renamed", "priority": 5},
+    ("PATCH", "/api/v1/admin/news/<news_id>"): lambda w: {"priority": 5},
+    ("PUT", "/api/v1/admin/news/<news_id>/translations"): lambda w: {
+        "translations": {"es": {"title": "Hola", "message": "Hola *mundo*"}, "fr": None}
+    },
+    # Replaces the artifact of that name.
+    ("PUT", "/api/v1/execution/<execution_id>/artifacts/<name>"): lambda w: Raw(NEW_ARTIFACT),
+    ("GET", "/api/v1/execution/<execution_id>/artifacts"): lambda w: w.artifact and None,
+    ("GET", "/api/v1/artifacts/usage"): lambda w: w.artifact and None,
+    ("PUT", "/api/v1/script/<script>/artifact-policy"): lambda w: {"retention_days": 7},
+    ("GET", "/api/v1/data/boundaries"): lambda w: w.boundaries,
+    ("GET", "/api/v1/data/boundaries/list"): lambda w: w.boundaries,
+    ("GET", "/api/v1/data/boundaries/last-updated"): lambda w: w.boundaries,
+    # Credentials to read, test or remove: a refused call must leave them.
+    ("GET", "/api/v1/user/<user_ref>/gee-credentials"): lambda w: w.set_gee_credentials(),
+    ("DELETE", "/api/v1/user/<user_ref>/gee-credentials"): lambda w: w.set_gee_credentials(),
+    ("POST", "/api/v1/user/<user_ref>/gee-credentials/test"): lambda w: w.set_gee_credentials(),
+    ("PATCH", "/api/v1/user/<user_ref>/gee-credentials/project"): lambda w: {
+        "cloud_project": GEE_PROJECT
+    },
+    ("POST", "/api/v1/user/<user_ref>/gee-service-account"): lambda w: {
+        "service_account_key": service_account_key()[0]
+    },
+    ("GET", "/api/v1/user/<user_ref>/openeo-credentials"): lambda w: w.set_openeo_credentials(),
+    ("POST", "/api/v1/user/<user_ref>/openeo-credentials"): lambda w: openeo_basic(),
+    ("DELETE", "/api/v1/user/<user_ref>/openeo-credentials"): lambda w: w.set_openeo_credentials(),
+    ("PUT", "/api/v1/webhook"): lambda w: {"url": WEBHOOK_URL},
+    ("POST", "/ogc/processes/<process_id>/execution"): lambda w: {
+        "inputs": {"region": "Kenya", "year": {"value": 2020}},
+        "subscriber": {"successUri": WEBHOOK_URL},
+    },
 }
+
+
+def openeo_basic() -> dict:
+    return {"type": "basic", "username": "someone@example.org", "password": "openeo secret 0"}
 
 
 def body_for(method: str, path: str):
@@ -305,6 +559,8 @@ TASKS = {
     ("GET", "/api/v1/script/<script_ref>/run"): "executions.dispatch",
     ("POST", "/api/v1/script/<script_ref>/run"): "executions.dispatch",
     ("POST", "/api/v1/execution/<execution_id>/cancel"): "executions.stop",
+    ("POST", "/ogc/processes/<process_id>/execution"): "executions.dispatch",
+    ("DELETE", "/ogc/jobs/<job_id>"): "executions.stop",  # dismissing a running job cancels it
 }
 
 
@@ -333,6 +589,12 @@ def erow(method, path, *statuses, label=""):
 
 S = "/api/v1/script"
 E = "/api/v1/execution"
+N = "/api/v1/admin/news"
+A = E + "/{execution}/artifacts"
+LINK = "/api/v1/artifact/{artifact}/{artifact_name}"
+B = "/api/v1/data/boundaries"
+C = "/api/v1/user/{subject}"  # a USER's credentials
+W = "/api/v1/webhook"
 
 #                   method    path                                anon self other admin super rt
 MATRIX = [
@@ -426,6 +688,89 @@ MATRIX = [
     *erow("GET", E + "/{execution}/log",                      401, 200, 404, 200, 200, 401, 401),
     *erow("POST", E + "/{execution}/log",                     401, 403, 404, 200, 200, 200, 404),
     *erow("GET", E + "/{finished}/download-results",          401, 200, 404, 200, 200, 401, 401),
+    # Artifacts: the runtime (or an ADMIN) uploads; whoever reads the execution lists and reads
+    # them; its owner or an ADMIN deletes one. The signed link needs no token, and no token
+    # replaces its signature.
+    *erow("GET", A,                                           401, 200, 404, 200, 200, 200, 404),
+    *erow("PUT", A + "/{artifact_name}",                      401, 403, 404, 200, 200, 200, 404),
+    *erow("GET", A + "/{artifact_name}",                      401, 200, 404, 200, 200, 200, 404),
+    *erow("DELETE", A + "/{artifact_name}",                   401, 200, 404, 200, 200, 401, 401),
+    #                                                             anon self other admin super rt
+    *row("GET", LINK + "?{artifact_link}",                         200, 200, 200, 200, 200, 200),
+    *row("GET", LINK,                                              403, 403, 403, 403, 403, 403,
+         label=" unsigned"),
+    *row("GET", "/api/v1/artifacts/usage",                         401, 403, 403, 200, 200, 401),
+    *row("GET", S + "/{script}/artifact-policy",                   401, 200, 404, 200, 200, 401),
+    *row("PUT", S + "/{script}/artifact-policy",                   401, 200, 404, 200, 200, 401),
+    *row("PUT", S + "/{public}/artifact-policy",                   401, 200, 403, 200, 200, 401),
+
+    # News: anyone reads what is published (a token adds the items meant for its role; a
+    # runtime token is nobody); ADMINs manage.
+    *row("GET", "/api/v1/news",                                    200, 200, 200, 200, 200, 200),
+    *row("GET", "/api/v1/news/{news}",                             200, 200, 200, 200, 200, 200),
+    # target_roles name roles exactly, as a script's allowed_roles do: ADMIN's are not SUPERADMIN's.
+    *row("GET", "/api/v1/news/{admin_news}",                       404, 404, 404, 200, 404, 404),
+    *row("GET", N,                                                 401, 403, 403, 200, 200, 401),
+    *row("POST", N,                                                401, 403, 403, 200, 200, 401),
+    *row("GET", N + "/{news}",                                     401, 403, 403, 200, 200, 401),
+    *row("PUT", N + "/{news}",                                     401, 403, 403, 200, 200, 401),
+    *row("PATCH", N + "/{news}",                                   401, 403, 403, 200, 200, 401),
+    *row("DELETE", N + "/{news}",                                  401, 403, 403, 200, 200, 401),
+    *row("GET", N + "/{news}/translations",                        401, 403, 403, 200, 200, 401),
+    *row("PUT", N + "/{news}/translations",                        401, 403, 403, 200, 200, 401),
+    *row("DELETE", N + "/{news}/translations/{lang}",              401, 403, 403, 200, 200, 401),
+
+    # Boundaries: public data.
+    *row("GET", B + "?level=0,1",                                  200, 200, 200, 200, 200, 200),
+    *row("GET", B + "/list",                                       200, 200, 200, 200, 200, 200),
+    *row("GET", B + "/last-updated",                               200, 200, 200, 200, 200, 200),
+
+    # Earth Engine and openEO credentials: the user's own, or (ADMIN) a USER's.
+    *row("GET", C + "/gee-credentials",                            401, 200, 404, 200, 200, 401),
+    *row("DELETE", C + "/gee-credentials",                         401, 200, 404, 200, 200, 401),
+    *row("PATCH", C + "/gee-credentials/project",                  401, 200, 404, 200, 200, 401),
+    *row("POST", C + "/gee-service-account",                       401, 200, 404, 200, 200, 401),
+    *row("POST", C + "/gee-credentials/test",                      401, 200, 404, 200, 200, 401),
+    *row("GET", C + "/openeo-credentials",                         401, 200, 404, 200, 200, 401),
+    *row("POST", C + "/openeo-credentials",                        401, 200, 404, 200, 200, 401),
+    *row("DELETE", C + "/openeo-credentials",                      401, 200, 404, 200, 200, 401),
+    # Another administrator's: ADMINs read them; changing them is a SUPERADMIN's, as changing
+    # the account is.
+    *row("GET", "/api/v1/user/{peer_admin}/gee-credentials",       401, 404, 404, 200, 200, 401),
+    *row("DELETE", "/api/v1/user/{peer_admin}/gee-credentials",    401, 404, 404, 403, 200, 401),
+    *row("POST", "/api/v1/user/{peer_admin}/gee-service-account",  401, 404, 404, 403, 200, 401),
+    *row("POST", "/api/v1/user/{peer_admin}/openeo-credentials",   401, 404, 404, 403, 200, 401),
+    *row("POST", "/api/v1/user/me/gee-oauth/initiate",             401, 200, 200, 200, 200, 401),
+    # The body is the subject's authorization: on the logged-in callback it must be the
+    # caller's own, else 400 invalid_oauth_state (the state says nothing else); the browser's
+    # callback has no token, the state names the user.
+    *row("POST", "/api/v1/user/me/gee-oauth/callback",             401, 200, 400, 400, 400, 401),
+    *row("POST", "/api/v1/gee-oauth/callback",                     200, 200, 200, 200, 200, 200),
+    *row("GET", "/api/v1/gee-oauth/callback",                      200, 200, 200, 200, 200, 200),
+
+    # Webhooks: every logged-in user's own URL, secret and deliveries.
+    *row("GET", W,                                                 401, 200, 200, 200, 200, 401),
+    *row("PUT", W,                                                 401, 200, 200, 200, 200, 401),
+    *row("DELETE", W,                                              401, 200, 200, 200, 200, 401),
+    *row("POST", W + "/secret",                                    401, 200, 200, 200, 200, 401),
+    *row("GET", W + "/deliveries",                                 401, 200, 200, 200, 200, 401),
+
+    # OGC API - Processes: the same scripts and executions, the same rules.
+    *row("GET", "/ogc/",                                           200, 200, 200, 200, 200, 200),
+    *row("GET", "/ogc/conformance",                                200, 200, 200, 200, 200, 200),
+    *row("GET", "/ogc/processes",                                  401, 200, 200, 200, 200, 401),
+    *row("GET", "/ogc/processes/{script_slug}",                    401, 200, 404, 200, 200, 401),
+    *row("POST", "/ogc/processes/{script_slug}/execution",         401, 201, 404, 201, 201, 401),
+    *row("POST", "/ogc/processes/{public}/execution",              401, 201, 201, 201, 201, 401),
+    *row("GET", "/ogc/jobs",                                       401, 200, 200, 200, 200, 401),
+    *row("GET", "/ogc/jobs/{execution}",                           401, 200, 404, 200, 200, 401),
+    *row("DELETE", "/ogc/jobs/{execution}",                        401, 200, 404, 200, 200, 401),
+    *row("GET", "/ogc/jobs/{finished}/results",                    401, 200, 404, 200, 200, 401),
+
+    # Loopback may read the metrics (METRICS_ALLOWED_NETWORKS' default); the test client is.
+    *row("GET", "/metrics",                                        200, 200, 200, 200, 200, 200),
+    # The page the emailed reset link opens.
+    *row("GET", "/api/v1/user/reset-password",                     200, 200, 200, 200, 200, 200),
 ]  # fmt: skip
 # The per-execution login of legacy environment images (CONTRACT section 10) opens exactly what
 # the runtime token opens: every runtime row again, with tokens from /auth with API_USER.
@@ -442,9 +787,19 @@ MATRIX += [
 ]
 
 
-def check_success(world, method, path, response, sent_tasks) -> None:
+def check_success(world, method, path, caller, response, sent_tasks) -> None:
     rule = rule_of(path)
-    if rule.endswith("/download"):
+    if rule == "/api/v1/artifact/<artifact_id>/<name>":
+        assert response.data == ARTIFACT, response.data[:200]
+        assert "attachment" in response.headers["Content-Disposition"], response.headers
+    elif rule == "/metrics":
+        assert response.mimetype == "text/plain", response.headers
+        assert b"# TYPE" in response.data, response.data[:200]
+    elif response.mimetype == "text/html":  # the reset page, the OAuth browser callback
+        assert response.data.startswith(b"<!doctype html>"), response.data[:200]
+        if rule == "/api/v1/gee-oauth/callback":
+            assert b"is connected" in response.data, response.data
+    elif rule.endswith("/download"):
         script = re.search(r"/script/\{(\w+)\}", path)[1]
         assert response.mimetype == "application/gzip", response.headers
         assert "Content-Encoding" not in response.headers
@@ -458,11 +813,81 @@ def check_success(world, method, path, response, sent_tasks) -> None:
         assert isinstance(payload, dict) and payload, payload
         if path.startswith("/api/v1/"):
             assert "data" in payload, payload
+        if (method, rule) in CHECKS:
+            CHECKS[method, rule](world, caller, payload)
     task = TASKS.get((method, rule))
     expected = [task] if task else []
-    if method == "DELETE" and rule.startswith(("/api/v1/user", "/api/v1/script")):
+    if method == "DELETE" and rule in DELETIONS:
         expected = ["executions.stop"] * len(stopped_by_deleting(world, response))
     assert [sent[0] for sent in sent_tasks] == expected, sent_tasks
+
+
+DELETIONS = {"/api/v1/user/me", "/api/v1/user/<user_ref>", "/api/v1/script/<script_ref>"}
+
+
+def check_own_jobs(world, caller, payload):
+    """OGC lists nobody's jobs but the caller's own, administrators' included."""
+    mine = {str(execution.id) for execution in world.executions.values()}
+    assert {job["jobID"] for job in payload["jobs"]} == (mine if caller == SELF else set())
+
+
+def check_own_deliveries(world, caller, payload):
+    expected = {str(world.delivery)} if caller == SELF else set()
+    assert {delivery["id"] for delivery in payload["data"]} == expected, payload
+
+
+def check_news(world, caller, payload):
+    assert payload["data"]["id"] in {str(news) for news in world.news.values()}, payload
+
+
+def check_artifacts(world, caller, payload):
+    assert [artifact["name"] for artifact in payload["data"]] == [ARTIFACT_NAME], payload
+
+
+def check_upload(world, caller, payload):
+    assert (payload["data"]["name"], payload["data"]["size"]) == (
+        ARTIFACT_NAME,
+        len(NEW_ARTIFACT),
+    ), payload
+
+
+def check_gee_test(world, caller, payload):
+    assert payload["data"]["valid"] is True, payload
+
+
+def check_boundaries(world, caller, payload):
+    assert payload["boundaries"], payload
+
+
+def check_webhook(world, caller, payload):
+    assert payload["data"]["url"] == WEBHOOK_URL, payload
+
+
+def check_job(status):
+    def check(world, caller, payload):
+        assert payload["status"] == status, payload
+
+    return check
+
+
+def check_results(world, caller, payload):
+    assert payload["results"]["value"] == RESULTS, payload
+
+
+# What a successful answer says, by (method, rule): called with (world, caller, JSON body).
+CHECKS = {
+    ("GET", "/api/v1/news/<news_id>"): check_news,
+    ("GET", "/api/v1/execution/<execution_id>/artifacts"): check_artifacts,
+    ("PUT", "/api/v1/execution/<execution_id>/artifacts/<name>"): check_upload,
+    ("POST", "/api/v1/user/<user_ref>/gee-credentials/test"): check_gee_test,
+    ("GET", "/api/v1/data/boundaries/list"): check_boundaries,
+    ("PUT", "/api/v1/webhook"): check_webhook,
+    ("GET", "/api/v1/webhook/deliveries"): check_own_deliveries,
+    ("GET", "/ogc/jobs"): check_own_jobs,
+    ("POST", "/ogc/processes/<process_id>/execution"): check_job("accepted"),
+    ("DELETE", "/ogc/jobs/<job_id>"): check_job("dismissed"),
+    ("GET", "/ogc/jobs/<job_id>/results"): check_results,
+}
 
 
 def stopped_by_deleting(world, response) -> list:
@@ -479,19 +904,18 @@ def stopped_by_deleting(world, response) -> list:
 @pytest.mark.parametrize(("method", "path", "caller", "expected", "make_body"), MATRIX)
 def test_authorization(app, world, mailbox, sent_tasks, method, path, caller, expected, make_body):
     headers = world.headers(caller, path)
+    url = world.path(path)
     body = make_body(world)
     before = (database_state(app), len(mailbox.messages), stored_files(world.storage_root))
 
-    response = world.client.open(
-        world.path(path), method=method, headers=headers, **request_kwargs(body)
-    )
+    response = world.client.open(url, method=method, headers=headers, **request_kwargs(body))
 
     assert response.status_code == expected, (
         response.status_code,
         response.get_data(as_text=True)[:300],
     )
-    if expected in (200, 202):
-        check_success(world, method, path, response, sent_tasks)
+    if expected in (200, 201, 202):
+        check_success(world, method, path, caller, response, sent_tasks)
     else:
         assert_error_shape(response, expected)
         after = (database_state(app), len(mailbox.messages), stored_files(world.storage_root))
@@ -512,7 +936,7 @@ def test_matrix_covers_every_registered_endpoint(app):
         callers_of.setdefault((method, rule_of(path)), set()).add(caller)
     assert set(callers_of) == registered
     for (method, rule), callers in callers_of.items():
-        wanted = set(EXECUTION_CALLERS if "<execution_id>" in rule else CALLERS)
+        wanted = {*(EXECUTION_CALLERS if "<execution_id>" in rule else CALLERS), EXECUTION_LOGIN}
         assert callers == wanted, (method, rule, wanted ^ callers)
 
 
