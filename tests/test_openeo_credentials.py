@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from gefapi.extensions import db
 from gefapi.models import Execution, OpenEOCredential, Role
 from gefapi.services import dispatch_service
-from tests.helpers import assert_error, data, database_state
+from tests.helpers import DATE_RE, assert_error, data, database_state
 
 PATH = "/api/v1/user/me/openeo-credentials"
 
@@ -159,3 +159,9 @@ def test_secrets_are_encrypted_never_answered_nor_logged(
     assert "openEO credentials (basic) set" in logs  # the capture sees the service's log
     for value in (first["client_secret"], first["refresh_token"], second["password"]):
         assert value not in text and value not in logs and value not in everything
+
+
+def test_status_times_are_in_the_contracts_form(client, headers):
+    body = {"type": "basic", "username": "someone", "password": "openeo secret"}
+    status = data(client.post("/api/v1/user/me/openeo-credentials", json=body, headers=headers))
+    assert DATE_RE.match(status["created_at"]) and DATE_RE.match(status["updated_at"])

@@ -43,6 +43,15 @@ blp = Blueprint(
 USER_REF = "`me`, or (ADMIN) a user's id or email."
 
 
+def gee_answer(status: dict):
+    """A status in the contract's shapes (timestamps as in CONTRACT section 1)."""
+    return envelope(GeeCredentialsSchema().dump(status))
+
+
+def openeo_answer(status: dict):
+    return envelope(OpenEOCredentialsSchema().dump(status))
+
+
 def _target(user_ref: str, *, change: bool = False):
     """Whose credentials: ADMINs read anyone's; changing another administrator's is a
     SUPERADMIN's, as changing their account is (CONTRACT section 4)."""
@@ -66,13 +75,13 @@ class GeeCredentials(MethodView):
     @blp.documents(GeeCredentialsSchema)
     def get(self, user_ref):
         """Whether Earth Engine credentials are set, their type and the cloud project"""
-        return envelope(gee_credentials_service.status(_target(user_ref)))
+        return gee_answer(gee_credentials_service.status(_target(user_ref)))
 
     @login_required
     @blp.documents(GeeCredentialsSchema)
     def delete(self, user_ref):
         """Remove the Earth Engine credentials and cloud project"""
-        return envelope(gee_credentials_service.remove(_target(user_ref, change=True)))
+        return gee_answer(gee_credentials_service.remove(_target(user_ref, change=True)))
 
 
 @blp.route("/user/<user_ref>/gee-credentials/project")
@@ -83,7 +92,7 @@ class GeeProject(MethodView):
     def patch(self, body, user_ref):
         """Set the Google Cloud project Earth Engine runs under (GEE_CLOUD_PROJECT)"""
         target = _target(user_ref, change=True)
-        return envelope(gee_credentials_service.set_project(target, body["cloud_project"]))
+        return gee_answer(gee_credentials_service.set_project(target, body["cloud_project"]))
 
 
 @blp.route("/user/<user_ref>/gee-service-account")
@@ -95,7 +104,7 @@ class GeeServiceAccount(MethodView):
         """Use a service-account key for Earth Engine (replaces any OAuth credentials)"""
         target = _target(user_ref, change=True)
         key = body["service_account_key"]
-        return envelope(gee_credentials_service.set_service_account(target, key))
+        return gee_answer(gee_credentials_service.set_service_account(target, key))
 
 
 @blp.route("/user/<user_ref>/gee-credentials/test")
@@ -128,7 +137,7 @@ class GeeOAuthCallbackMe(MethodView):
     def post(self, body):
         """Finish connecting with the provider's `code` and the caller's own `state`"""
         status = gee_credentials_service.complete(body["code"], body["state"], user=current_user)
-        return envelope(status)
+        return gee_answer(status)
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
@@ -142,7 +151,7 @@ class GeeOAuthCallback(MethodView):
     @blp.alt_response(409, response="Conflict")
     def post(self, body):
         """Finish connecting; the user is the one who started with this `state`"""
-        return envelope(gee_credentials_service.complete(body["code"], body["state"]))
+        return gee_answer(gee_credentials_service.complete(body["code"], body["state"]))
 
     @blp.arguments(GeeOAuthCallbackArgs, location="query")
     @blp.alt_response(200, description="A page saying the account is connected", success=True)
@@ -178,7 +187,7 @@ class OpenEOCredentials(MethodView):
     @blp.documents(OpenEOCredentialsSchema)
     def get(self, user_ref):
         """Whether openEO credentials are set, and their type"""
-        return envelope(openeo_credentials_service.status(_target(user_ref)))
+        return openeo_answer(openeo_credentials_service.status(_target(user_ref)))
 
     @login_required
     @blp.arguments(OpenEOCredentialsSetSchema)
@@ -186,13 +195,13 @@ class OpenEOCredentials(MethodView):
     def post(self, body, user_ref):
         """Set openEO credentials (`basic` or `oidc_refresh_token`), replacing any"""
         target = _target(user_ref, change=True)
-        return envelope(openeo_credentials_service.set_credentials(target, body))
+        return openeo_answer(openeo_credentials_service.set_credentials(target, body))
 
     @login_required
     @blp.documents(OpenEOCredentialsSchema)
     def delete(self, user_ref):
         """Remove the openEO credentials"""
-        return envelope(openeo_credentials_service.remove(_target(user_ref, change=True)))
+        return openeo_answer(openeo_credentials_service.remove(_target(user_ref, change=True)))
 
 
 # Operators ---------------------------------------------------------------------------------
