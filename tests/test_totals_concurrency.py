@@ -82,3 +82,63 @@ def test_totals_stay_exact_under_concurrent_writes(world):
     assert {status for _, status in stored} == {"FINISHED"}
     by_script = "script_execution_totals"
     assert stored_totals(app, by_script) == counted_totals(app, by_script)
+
+
+def test_deleting_a_user_while_their_run_is_dispatched_does_not_deadlock():
+    """Dispatch locks an execution, then its owner's row; deleting the owner takes the same
+    rows. Held here by a dispatch in progress on its own connection, the deletion must wait and
+    then finish, never deadlock (found in the end-to-end run: a 503 on DELETE /user/me)."""
+    import time
+
+    import psycopg2
+
+    from gefapi.services import user_service
+
+    with own_database() as (url, (app,)):
+        with app.app_context():
+            owner = User(email="owner@example.org", name="O", role=Role.USER)
+            db.session.add(owner)
+            db.session.flush()
+            script = add_script(owner.id)
+            execution = Execution(
+                script_id=script.id, build_id=script.current_build_id, user_id=owner.id
+            )
+            db.session.add(execution)
+            db.session.commit()
+            owner_id, execution_id = owner.id, execution.id
+        dispatcher = psycopg2.connect(url.replace("+psycopg2", "", 1))
+        cursor = dispatcher.cursor()
+        cursor.execute("SELECT 1 FROM executions WHERE id = %s FOR UPDATE", (str(execution_id),))
+        outcome = {}
+
+        def delete():
+            with app.app_context():
+                try:
+                    user = db.session.get(User, owner_id)
+                    user_service.delete(user, by=user)
+                    outcome["ok"] = True
+                except Exception as exc:  # what the request would have answered 503 for
+                    outcome["error"] = exc
+
+        deleting = threading.Thread(target=delete)
+        deleting.start()
+        watcher = psycopg2.connect(url.replace("+psycopg2", "", 1))
+        watcher.autocommit = True
+        for _ in range(200):  # until the deletion waits on a lock the dispatcher holds
+            cur = watcher.cursor()
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        cursor.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (str(owner_id),))
+        dispatcher.commit()
+        deleting.join(timeout=60)
+        dispatcher.close()
+        watcher.close()
+        assert outcome == {"ok": True}, outcome
+        with app.app_context():
+            assert db.session.get(Execution, execution_id).status == "CANCELLED"
+            assert db.session.get(User, owner_id).deleted

@@ -37,7 +37,8 @@ def cancel_active(*, reason: str, user_id=None, script_id=None) -> int:
     executions = db.session.scalars(
         select(Execution)
         .where(condition, Execution.status.in_(UNFINISHED_STATUSES))
-        .order_by(Execution.user_id)  # the totals' rows locked in one order (see the trigger)
+        # One lock order everywhere: the totals' rows by user (see the trigger), then by id.
+        .order_by(Execution.user_id, Execution.id)
         .with_for_update()
     ).all()
     for execution in executions:

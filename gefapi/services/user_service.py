@@ -182,10 +182,12 @@ def delete(target: User, *, by: User) -> User:
     """Soft delete: the row stays, login and tokens stop working, the email is free again."""
     if target.id != by.id and not by.has_role(Role.SUPERADMIN):
         raise PermissionDenied("Only a SUPERADMIN may delete other accounts")
+    # The executions first, then the user row: dispatch locks an execution, then its owner's
+    # row, and the opposite order here would deadlock with it.
+    execution_state.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
     target.deleted = True
     target.deleted_at = utcnow()
     auth_service.revoke_sessions(target)
-    execution_state.cancel_active(user_id=target.id, reason="Its owner's account was deleted")
     credentials_service.forget(target)
     db.session.commit()
     return target
