@@ -1,5 +1,6 @@
 """Small assertions shared by the tests."""
 
+import logging
 import os
 import re
 
@@ -86,3 +87,11 @@ def counted_totals(app, table: str = "execution_totals") -> dict[tuple, int]:
             text(f"SELECT {keys}, count(*) FROM executions WHERE NOT deleted GROUP BY {keys}")
         )
         return {tuple(row[:-1]): row[-1] for row in rows}
+
+
+def enable_every_logger(monkeypatch):
+    """Alembic's fileConfig (the test database's migrations) disables the loggers that existed
+    before it ran: turn them all back on, so the capture sees everything that is logged."""
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            monkeypatch.setattr(logger, "disabled", False)

@@ -20,7 +20,7 @@ from gefapi.extensions import db
 from gefapi.models import Execution, GeeCredential, GeeOAuthState, Role
 from gefapi.services import credentials_service, dispatch_service
 from tests.conftest import free_port
-from tests.helpers import assert_error, data, database_state
+from tests.helpers import assert_error, data, database_state, enable_every_logger
 from tests.oauth_standin import Provider
 
 CLIENT_ID = "gefapi-test.apps.example.org"
@@ -60,14 +60,6 @@ def gee(app, monkeypatch, provider):
         monkeypatch.setitem(app.config, key, value)
     provider.give_refresh_token = True
     return provider
-
-
-def enable_every_logger(monkeypatch):
-    """Alembic's fileConfig (the test database's migrations) disables the loggers that existed
-    before it ran: turn them all back on, so the capture sees everything that is logged."""
-    for logger in logging.root.manager.loggerDict.values():
-        if isinstance(logger, logging.Logger):
-            monkeypatch.setattr(logger, "disabled", False)
 
 
 @pytest.fixture

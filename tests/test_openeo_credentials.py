@@ -11,17 +11,9 @@ from cryptography.fernet import Fernet
 from gefapi.extensions import db
 from gefapi.models import Execution, OpenEOCredential, Role
 from gefapi.services import dispatch_service
-from tests.helpers import DATE_RE, assert_error, data, database_state
+from tests.helpers import DATE_RE, assert_error, data, database_state, enable_every_logger
 
 PATH = "/api/v1/user/me/openeo-credentials"
-
-
-def enable_every_logger(monkeypatch):
-    """Alembic's fileConfig (the test database's migrations) disables the loggers that existed
-    before it ran: turn them all back on, so the capture sees everything that is logged."""
-    for logger in logging.root.manager.loggerDict.values():
-        if isinstance(logger, logging.Logger):
-            monkeypatch.setattr(logger, "disabled", False)
 
 
 @pytest.fixture
