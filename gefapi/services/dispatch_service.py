@@ -133,7 +133,7 @@ def runtime_env(execution: Execution) -> dict[str, str]:
     if build is not None and build.legacy:
         env = {**execution_login.credentials(execution), **env}  # the shared account wins
         env.update(_s3_access_env(config))
-        env.update(_earth_engine_env(execution, config))
+        env.update(_earth_engine_env(config))
     if config.get("PARAMS_S3_BUCKET"):
         from gefapi.storage.params import write_params
 
@@ -158,20 +158,20 @@ def _s3_access_env(config) -> dict[str, str]:
     return {name: config[setting] for name, setting in names.items() if config.get(setting)}
 
 
-def _earth_engine_env(execution: Execution, config) -> dict[str, str]:
+def _earth_engine_env(config) -> dict[str, str]:
     """The server's Earth Engine setup for a run: its service account, else SKIP_GEE_INIT so
     that scripts that do not need Earth Engine run and those that do fail with gefcore's own
     message. The owner's own credentials replace it (credentials_service)."""
     env = {name: config[name] for name in ("GOOGLE_PROJECT_ID", "GEE_ENDPOINT") if config.get(name)}
     account = config.get("EE_SERVICE_ACCOUNT_JSON")
     if account:
-        env["EE_SERVICE_ACCOUNT_JSON"] = as_base64_json(account)
+        env["EE_SERVICE_ACCOUNT_JSON"] = _as_base64_json(account)
     else:
         env["SKIP_GEE_INIT"] = "true"
     return env
 
 
-def as_base64_json(value: str) -> str:
+def _as_base64_json(value: str) -> str:
     """A service-account key given as JSON or as its base64, as base64 (what gefcore reads)."""
     if value.lstrip().startswith("{"):
         return base64.b64encode(value.encode()).decode()
