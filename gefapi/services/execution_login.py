@@ -69,12 +69,11 @@ def refresh(raw_token: str) -> dict | None:
 
 
 def tokens(execution: Execution) -> dict:
-    lifetime = current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600
     return {
         "access_token": runtime_token(execution),
         "refresh_token": f"{login_name(execution.id)}:{secret(execution.id, 'refresh')}",
         "user_id": str(execution.user_id),
-        "expires_in": lifetime,
+        "expires_in": _token_seconds(),
     }
 
 
@@ -82,9 +81,14 @@ def runtime_token(execution) -> str:
     """A token for the code inside one execution: that execution only, for its maximum runtime."""
     return create_access_token(
         identity=str(execution.user_id),
-        expires_delta=timedelta(seconds=current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600),
+        expires_delta=timedelta(seconds=_token_seconds()),
         additional_claims={"scope": EXECUTION_SCOPE, "execution_id": str(execution.id)},
     )
+
+
+def _token_seconds() -> int:
+    """The longest an execution's token lives: its maximum runtime and an hour to report."""
+    return current_app.config["EXECUTION_MAX_RUNTIME_SECONDS"] + 3600
 
 
 def _active_execution(execution_id: str) -> Execution | None:
